@@ -1,0 +1,117 @@
+"""Every failure the pack can report, as one exception type per kind.
+
+Messages say what failed, name the task id when there is one, and say what to do next.
+They never contain the API key: nothing here is ever given it.
+"""
+from __future__ import annotations
+
+
+class Magi1Error(Exception):
+    """Base of every error this pack raises on purpose."""
+
+
+# --- before anything is sent ----------------------------------------------------------------------
+class ConfigError(Magi1Error):
+    """The pack is not set up to talk to WaveSpeed (no key, a refused base URL)."""
+
+
+class MissingApiKeyError(ConfigError):
+    def __init__(self) -> None:
+        super().__init__(
+            "No WaveSpeed API key is set. Either set the WAVESPEED_API_KEY environment variable "
+            "before starting ComfyUI, or enter the key in ComfyUI's Settings under "
+            "'WaveSpeed MAGI-1' (it is stored server-side, never in your workflow)."
+        )
+
+
+class UnsafeUrlError(ConfigError):
+    """A URL that is neither https:// nor http:// on a loopback host."""
+
+
+class InputError(Magi1Error):
+    """A node input the service would refuse; raised before anything is uploaded or billed."""
+
+
+# --- talking to the service -----------------------------------------------------------------------
+class ApiError(Magi1Error):
+    """WaveSpeed answered, but not with success.
+
+    `status` is the HTTP status, `code` and `service_message` WaveSpeed's own (when it sent any),
+    `task_id` the task concerned (None when there is none yet).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        service_message: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.service_message = service_message
+        self.task_id = task_id
+
+
+class AuthError(ApiError):
+    """401/403: the key is wrong, revoked, or the account has never been topped up."""
+
+
+class InsufficientBalanceError(ApiError):
+    """The account has no credit left for this task."""
+
+
+class InvalidRequestError(ApiError):
+    """400: the service refused the request's parameters (nothing was billed)."""
+
+
+class TaskNotFoundError(ApiError):
+    """404 on a task id: mistyped, from another account, or older than the service keeps (7 days)."""
+
+
+class RateLimitedError(ApiError):
+    """429 that outlasted every retry."""
+
+
+class ServerError(ApiError):
+    """5xx that outlasted every retry, or an answer that is not WaveSpeed's envelope."""
+
+
+class TransportError(ApiError):
+    """The connection failed or timed out (after retries, where retrying is safe)."""
+
+
+class SubmitUncertainError(ApiError):
+    """The submit POST got no clear answer (5xx, timeout, reset): the task may exist and be billed.
+
+    Never retried automatically, because every accepted POST is billed.
+    """
+
+
+class UploadError(ApiError):
+    """The first frame could not be uploaded."""
+
+
+# --- the task itself ------------------------------------------------------------------------------
+class TaskFailedError(ApiError):
+    """The task reached a final state other than `completed` (failed, cancelled, timeout, deleted)."""
+
+
+class TaskTimeoutError(Magi1Error):
+    """The node stopped waiting; the task may still finish on the service."""
+
+    def __init__(self, message: str, *, task_ids: list[str]) -> None:
+        super().__init__(message)
+        self.task_ids = task_ids
+
+
+# --- the result -----------------------------------------------------------------------------------
+class DownloadError(Magi1Error):
+    """The finished video could not be fetched whole (truncated, too large, not an MP4)."""
+
+
+class VideoDecodeError(Magi1Error):
+    """A saved file could not be decoded as a video."""
