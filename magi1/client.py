@@ -63,8 +63,8 @@ class RetryPolicy:
         """Seconds to wait before try number `attempt + 1` (attempt counts from 1)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_delay)
-        backoff = min(self.base_delay * (2 ** (attempt - 1)), self.max_delay)
-        return backoff * (1.0 + random.uniform(-self.jitter, self.jitter))
+        backoff = self.base_delay * (2 ** (attempt - 1)) * (1.0 + random.uniform(-self.jitter, self.jitter))
+        return min(backoff, self.max_delay)
 
 
 @dataclass(frozen=True)
