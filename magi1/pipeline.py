@@ -53,6 +53,22 @@ class Context:
     private_dir: Path
     throw_if_interrupted: Callable[[], None] = lambda: None
     _ledger: Ledger | None = field(default=None, repr=False)
+    _cancelled: BaseException | None = field(default=None, repr=False)
+
+    def check_cancel(self) -> None:
+        """Raise if Cancel was pressed during this node's run.
+
+        ComfyUI's own check clears its flag when it raises, so the first check to see it would
+        hide it from every other thread of this run (a background upload would go on to submit a
+        billed task). The cancel is remembered here, so every later check raises too.
+        """
+        if self._cancelled is not None:
+            raise self._cancelled
+        try:
+            self.throw_if_interrupted()
+        except BaseException as exc:
+            self._cancelled = exc
+            raise
 
     @property
     def video_dir(self) -> Path:
@@ -68,7 +84,7 @@ class Context:
         """A blocking sleep (for worker threads) that ends early with ComfyUI's interrupt."""
         deadline = time.monotonic() + seconds
         while True:
-            self.throw_if_interrupted()
+            self.check_cancel()
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -124,11 +140,11 @@ async def submit(ctx: Context, request: Magi1Request, first_frames: np.ndarray |
                 return earlier.task_id, True
         image_url = None
         if pixels is not None:
-            ctx.throw_if_interrupted()
+            ctx.check_cancel()
             png = media.encode_png(pixels)
-            ctx.throw_if_interrupted()
+            ctx.check_cancel()
             image_url = client.upload(png, f"magi1_first_frame_{digest[:16]}.png", "image/png")
-        ctx.throw_if_interrupted()  # last moment to cancel before the billed POST
+        ctx.check_cancel()  # last moment to cancel before the billed POST
         payload = request.payload(image_url)
         prediction = client.submit(payload)
         ctx.ledger.record_submission(
@@ -139,7 +155,7 @@ async def submit(ctx: Context, request: Magi1Request, first_frames: np.ndarray |
         return prediction.id, False
 
     results = await asyncio.gather(
-        *(run_interruptible(lambda i=i, f=f: submit_one(i, f), ctx.throw_if_interrupted)
+        *(run_interruptible(lambda i=i, f=f: submit_one(i, f), ctx.check_cancel)
           for i, f in enumerate(frames))
     )
     return Magi1Task(
@@ -189,7 +205,7 @@ async def wait_and_save(
             pending,
             timeout_s=timeout_s,
             interval_s=interval_s,
-            throw_if_interrupted=ctx.throw_if_interrupted,
+            throw_if_interrupted=ctx.check_cancel,
             on_update=on_update,
             on_final=record_final,
         )
@@ -203,7 +219,7 @@ async def wait_and_save(
                 )
             url = prediction.outputs[0]
             path = await run_interruptible(
-                lambda: save_video(ctx, url, task_id=prediction.id), ctx.throw_if_interrupted
+                lambda: save_video(ctx, url, task_id=prediction.id), ctx.check_cancel
             )
             saved[prediction.id] = (url, path)
 
@@ -223,7 +239,7 @@ def save_video(ctx: Context, url: str, *, task_id: str | None = None) -> Path:
     if not (dest.is_file() and is_complete_mp4(dest)):
         download_video(
             url, dest, session=_download_session, what=f"the video of task {task_id}" if task_id else "the video",
-            throw_if_interrupted=ctx.throw_if_interrupted, sleep=ctx.sleep,
+            throw_if_interrupted=ctx.check_cancel, sleep=ctx.sleep,
         )
     if task_id:
         ctx.ledger.record_video(task_id, url, dest)
@@ -248,10 +264,10 @@ async def load_videos(ctx: Context, sources: Sequence[str], *, frame_load_cap: i
         raise InputError("Magi1LoadVideo got no video_url: connect Magi1Poll's video_url or paste a URL or path.")
     paths = []
     for source in sources:
-        paths.append(await run_interruptible(lambda s=source: resolve_source(ctx, s), ctx.throw_if_interrupted))
+        paths.append(await run_interruptible(lambda s=source: resolve_source(ctx, s), ctx.check_cancel))
     decoded = await run_interruptible(
         lambda: video.decode(paths, frame_load_cap=frame_load_cap, skip_first_frames=skip_first_frames,
                              select_every_nth=select_every_nth),
-        ctx.throw_if_interrupted,
+        ctx.check_cancel,
     )
     return paths, decoded

@@ -136,13 +136,15 @@ class Magi1Poll:
 
     async def poll(self, task=None, task_id="", timeout_s=1800, poll_interval_s=5.0, unique_id=None):
         task_ids = list(task.task_ids) if task is not None else params.parse_task_ids(task_id)
+        ctx = _context()
         progress = glue.NodeProgress(unique_id, PROGRESS_STEPS)
 
         def show(snapshot: WaitSnapshot) -> None:
+            ctx.check_cancel()  # first, so a Cancel is remembered for this run's worker threads
             progress.update(int(snapshot.fraction() * PROGRESS_STEPS), status_text(snapshot))
 
         saved = await pipeline.wait_and_save(
-            _context(), task_ids, timeout_s=timeout_s, interval_s=max(float(poll_interval_s), 0.2), on_update=show
+            ctx, task_ids, timeout_s=timeout_s, interval_s=max(float(poll_interval_s), 0.2), on_update=show
         )
         progress.update(PROGRESS_STEPS, f"done: {len(saved)} video(s) saved")
         return {"ui": glue.output_preview([path for _, path in saved]),

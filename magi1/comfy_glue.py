@@ -1,0 +1,295 @@
+"""The one module that touches ComfyUI: directories, progress, cancel, previews, events, routes.
+
+Everything else in the pack runs (and is tested) without ComfyUI. Outside ComfyUI every function
+here falls back to something harmless (directories from the environment, progress to the log, a
+local interrupt flag) and this module says once, in the log, why. Nothing here raises at import.
+
+What ComfyUI 0.3.75 does, read from its source (the reasons behind the choices below):
+
+- Async nodes: `execution.py` calls a node function that is `async def` through
+  `asyncio.create_task(...)` inside `CurrentNodeContext`, yields once (`asyncio.sleep(0)`), and
+  if the task is not done marks the node PENDING behind an "external block" and goes on staging
+  other ready nodes; async nodes are even picked first. So independent branches that each await
+  run concurrently on the executor's event loop (one `asyncio.run` per prompt, in the prompt
+  worker thread: NOT the server's loop). When one task raises, the run stops and `asyncio.run`
+  cancels the other pending tasks on exit (CancelledError inside them).
+- `comfy.utils.ProgressBar(total, node_id=None)`: the hook installed by main.py takes `node_id`
+  from the argument, else from the `get_executing_context()` contextvar (set per task, so it is
+  right per node even for concurrent async nodes, and inside `asyncio.to_thread`, which copies
+  the context; not in a bare `threading.Thread`), else `server.last_node_id` (wrong under
+  concurrency). We pass `node_id` explicitly. The hook calls
+  `throw_exception_if_processing_interrupted()` first: every `update_absolute` is a cancel
+  checkpoint, but only when a server installed the hook.
+- `PromptServer.instance.send_progress_text(text, node_id, sid=None)` exists: a binary websocket
+  message (type 3) that the front end shows as a read-only text preview on that node.
+- `comfy.model_management.processing_interrupted()` only reads the flag;
+  `throw_exception_if_processing_interrupted()` CLEARS it and raises `InterruptProcessingException`.
+  Raised from an async node it is re-raised when the executor collects the task and reported as
+  `execution_interrupted` (status_str "error") in `/history`; any other exception (including the
+  API nodes' own `ProcessingInterrupted`) shows as `execution_error`.
+- V1 hidden inputs `{"hidden": {"unique_id": "UNIQUE_ID"}}` still work (execution.get_input_data).
+- VideoFromFile: `comfy_api.latest.InputImpl.VideoFromFile`; `comfy_api.input_impl.VideoFromFile`
+  is kept "for backwards compatibility" (older ComfyUI has only that one).
+- Core `SaveVideo` returns `ui.PreviewVideo([SavedResult(file, subfolder, "output")])`, whose dict
+  is `{"images": [{"filename", "subfolder", "type"}], "animated": (True,)}`.
+- Directories: `folder_paths.get_output_directory()`, `get_temp_directory()`,
+  `get_user_directory()`; CLI `--base-directory` (exists: models, custom_nodes, input, output,
+  temp, user all under it), `--output-directory`, `--temp-directory` (ComfyUI appends "temp"),
+  `--input-directory`, `--user-directory` (must already exist), `--database-url`.
+- `/userdata` (and `/api/userdata`, `/v2/userdata`) serve only `<user_dir>/<user id>/`; ids are
+  "default" or, with --multi-user, "<name>_<uuid4>", and anything starting with "__" is refused:
+  `folder_paths.get_system_user_directory("magi1")` = `<user_dir>/__magi1` is never served.
+- Routes: `PromptServer.instance.routes.get/post(...)` decorators at the pack's import time;
+  main.py copies them (plus an "/api" prefixed twin) into the app after custom nodes load, so a
+  route added later is never served.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PRIVATE_FOLDER = "magi1"  # becomes "<user_dir>/__magi1": ComfyUI's "system user" prefix is never served
+
+try:  # ComfyUI puts its own top-level modules on sys.path; outside it these imports fail.
+    import comfy.model_management as _model_management
+    import comfy.utils as _comfy_utils
+    import folder_paths as _folder_paths
+
+    IN_COMFYUI = True
+    _WHY_NOT = ""
+except Exception as exc:  # noqa: BLE001 - anything here means "not inside a usable ComfyUI"
+    _model_management = _comfy_utils = _folder_paths = None
+    IN_COMFYUI = False
+    _WHY_NOT = f"{type(exc).__name__}: {exc}"
+
+if IN_COMFYUI:
+    INTERRUPT_EXCEPTION: type[Exception] = _model_management.InterruptProcessingException
+else:
+
+    class ProcessingInterrupted(Exception):
+        """Stand-in for ComfyUI's InterruptProcessingException outside ComfyUI."""
+
+    INTERRUPT_EXCEPTION = ProcessingInterrupted
+
+_standalone_interrupt = threading.Event()
+_said_why = False
+
+
+def _fallback(what: str) -> None:
+    """Say once per process why the stand-alone fallbacks are in use."""
+    global _said_why
+    if not _said_why:
+        _said_why = True
+        log.info("Not running inside ComfyUI (%s); %s and the rest use stand-alone fallbacks.",
+                 _WHY_NOT, what)
+
+
+def _prompt_server() -> Any | None:
+    """The running PromptServer, or None (outside ComfyUI, or ComfyUI imported without a server)."""
+    if not IN_COMFYUI:
+        return None
+    try:
+        from server import PromptServer
+    except Exception:  # noqa: BLE001
+        return None
+    return getattr(PromptServer, "instance", None)
+
+
+# --- directories ----------------------------------------------------------------------------------
+def _env_dir(variable: str, default: str) -> Path:
+    return Path(os.environ.get(variable) or default).resolve()
+
+
+def output_directory() -> Path:
+    """ComfyUI's output directory; outside ComfyUI $MAGI1_OUTPUT_DIR or ./output."""
+    if IN_COMFYUI:
+        return Path(_folder_paths.get_output_directory())
+    _fallback("output_directory()")
+    return _env_dir("MAGI1_OUTPUT_DIR", "output")
+
+
+def temp_directory() -> Path:
+    """ComfyUI's temp directory (emptied at each start); outside ComfyUI $MAGI1_TEMP_DIR or ./temp."""
+    if IN_COMFYUI:
+        return Path(_folder_paths.get_temp_directory())
+    _fallback("temp_directory()")
+    return _env_dir("MAGI1_TEMP_DIR", "temp")
+
+
+def user_directory() -> Path:
+    """ComfyUI's user directory root; outside ComfyUI $MAGI1_USER_DIR or ./user."""
+    if IN_COMFYUI:
+        return Path(_folder_paths.get_user_directory())
+    _fallback("user_directory()")
+    return _env_dir("MAGI1_USER_DIR", "user")
+
+
+def private_directory() -> Path:
+    """`<user_dir>/__magi1`, mode 0700: the key file and the ledger. Never served over HTTP."""
+    path = None
+    if IN_COMFYUI and hasattr(_folder_paths, "get_system_user_directory"):
+        path = Path(_folder_paths.get_system_user_directory(PRIVATE_FOLDER))
+    if path is None:
+        path = user_directory() / f"__{PRIVATE_FOLDER}"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if os.name == "posix" and (path.stat().st_mode & 0o777) != 0o700:
+        path.chmod(0o700)
+    return path
+
+
+# --- cancel ---------------------------------------------------------------------------------------
+def is_interrupted() -> bool:
+    """True once the user pressed Cancel; reading does not clear it (throw_if_interrupted does)."""
+    if IN_COMFYUI:
+        return _model_management.processing_interrupted()
+    return _standalone_interrupt.is_set()
+
+
+def throw_if_interrupted() -> None:
+    """Raise ComfyUI's own interrupt exception (reported as `execution_interrupted`) after Cancel.
+
+    Like ComfyUI's, this clears the flag as it raises: check once per wait, then let it propagate.
+    """
+    if IN_COMFYUI:
+        _model_management.throw_exception_if_processing_interrupted()
+    elif _standalone_interrupt.is_set():
+        _standalone_interrupt.clear()
+        raise INTERRUPT_EXCEPTION("Processing interrupted")
+
+
+def request_interrupt() -> None:
+    """Press Cancel from code: ComfyUI's global interrupt, or the stand-alone flag outside it."""
+    if IN_COMFYUI:
+        _model_management.interrupt_current_processing(True)
+    else:
+        _standalone_interrupt.set()
+
+
+# --- progress -------------------------------------------------------------------------------------
+def current_node_id() -> str | None:
+    """The id of the node executing in this task/thread, when ComfyUI knows it."""
+    if not IN_COMFYUI:
+        return None
+    try:
+        from comfy_execution.utils import get_executing_context
+    except Exception:  # noqa: BLE001 - older ComfyUI has no execution context
+        return None
+    context = get_executing_context()
+    return None if context is None else context.node_id
+
+
+class NodeProgress:
+    """The progress bar and status text of one node execution; every update is a cancel checkpoint."""
+
+    def __init__(self, node_id: str | None, total: int) -> None:
+        self.node_id = node_id if node_id is not None else current_node_id()
+        self.total = max(int(total), 1)
+        self.value = 0
+        self.text: str | None = None
+        self._bar = None
+        if IN_COMFYUI:
+            self._bar = _comfy_utils.ProgressBar(self.total, node_id=self.node_id)
+        else:
+            _fallback("NodeProgress")
+
+    def update(self, value: int, text: str | None = None) -> None:
+        throw_if_interrupted()
+        self.value = min(max(int(value), 0), self.total)
+        if self._bar is not None:
+            self._bar.update_absolute(self.value)
+        else:
+            log.debug("node %s: %d/%d %s", self.node_id, self.value, self.total, text or "")
+        if text is not None and text != self.text:
+            self.text = text
+            self._send_text(text)
+
+    def _send_text(self, text: str) -> None:
+        server = _prompt_server()
+        if server is None or self.node_id is None or not hasattr(server, "send_progress_text"):
+            return
+        # To the client that queued the prompt (None broadcasts), as the core progress hook does.
+        server.send_progress_text(text, self.node_id, getattr(server, "client_id", None))
+
+
+# --- results and events ---------------------------------------------------------------------------
+_video_from_file_class: Any = None
+
+
+def video_from_file(path: str | os.PathLike) -> object | None:
+    """ComfyUI's VIDEO value over a file (`VideoFromFile`); None outside ComfyUI."""
+    global _video_from_file_class
+    if not IN_COMFYUI:
+        _fallback("video_from_file()")
+        return None
+    if _video_from_file_class is None:
+        try:
+            from comfy_api.latest import InputImpl
+
+            _video_from_file_class = InputImpl.VideoFromFile
+        except Exception:  # noqa: BLE001 - ComfyUI before comfy_api.latest
+            try:
+                from comfy_api.input_impl import VideoFromFile
+            except Exception as exc:  # noqa: BLE001
+                log.warning("This ComfyUI has no VideoFromFile (%s); the VIDEO output is None.", exc)
+                return None
+            _video_from_file_class = VideoFromFile
+    return _video_from_file_class(str(path))
+
+
+def output_preview(paths: list[Path]) -> dict:
+    """The node's "ui" dict that previews videos saved under the output (or temp) directory."""
+    roots = [("output", output_directory()), ("temp", temp_directory())]
+    previews = []
+    for path in paths:
+        resolved = Path(path).resolve()
+        for folder_type, root in roots:
+            try:
+                relative = resolved.relative_to(root.resolve())
+            except ValueError:
+                continue
+            subfolder = relative.parent.as_posix()
+            previews.append({
+                "filename": relative.name,
+                "subfolder": "" if subfolder == "." else subfolder,
+                "type": folder_type,
+            })
+            break
+        else:
+            log.warning("No preview for %s: ComfyUI shows only files under its output or temp "
+                        "directory.", resolved)
+    if not previews:
+        return {}
+    return {"images": previews, "animated": (True,)}
+
+
+def send_event(event: str, data: dict, *, to_current_client: bool = False) -> None:
+    """A custom websocket event for the pack's front-end code; broadcast unless told otherwise."""
+    server = _prompt_server()
+    if server is None:
+        return
+    sid = getattr(server, "client_id", None) if to_current_client else None
+    server.send_sync(event, data, sid)
+
+
+def add_routes(register: Callable[[Any], None]) -> bool:
+    """Call `register(routes)` with ComfyUI's route table; call it at the pack's import time.
+
+    False (and nothing registered) when no server runs, or when `register` failed (logged).
+    """
+    server = _prompt_server()
+    if server is None:
+        if not IN_COMFYUI:
+            _fallback("add_routes()")
+        return False
+    try:
+        register(server.routes)
+    except Exception:
+        log.exception("Could not add the MAGI-1 HTTP routes; the nodes still work.")
+        return False
+    return True
