@@ -242,6 +242,22 @@ def video_from_file(path: str | os.PathLike) -> object | None:
     return _video_from_file_class(str(path))
 
 
+def video_from_frames(frames: Any, fps: float) -> object | None:
+    """ComfyUI's VIDEO value over frames already in memory (`VideoFromComponents`, no copy)."""
+    if not IN_COMFYUI:
+        _fallback("video_from_frames()")
+        return None
+    try:
+        from fractions import Fraction
+
+        from comfy_api.latest import InputImpl, Types
+    except Exception as exc:  # noqa: BLE001 - ComfyUI before comfy_api.latest
+        log.warning("This ComfyUI has no VideoFromComponents (%s); the VIDEO output is None.", exc)
+        return None
+    rate = Fraction(fps).limit_denominator(1001)
+    return InputImpl.VideoFromComponents(Types.VideoComponents(images=frames, frame_rate=rate))
+
+
 def output_preview(paths: list[Path]) -> dict:
     """The node's "ui" dict that previews videos saved under the output (or temp) directory."""
     roots = [("output", output_directory()), ("temp", temp_directory())]

@@ -70,7 +70,7 @@ def download_video(
                 return dest
             except _Retryable as exc:
                 problem = str(exc)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 problem = f"the connection broke ({type(exc).__name__})"
             if attempt < attempts:
                 log.warning("downloading %s: %s; retry %d/%d", what, problem, attempt, attempts - 1)
