@@ -3,8 +3,6 @@ turns the result into ComfyUI values. ComfyUI itself is reached only through mag
 from __future__ import annotations
 
 import logging
-import math
-
 import torch
 
 from ..magi1 import comfy_glue as glue
@@ -86,8 +84,9 @@ class Magi1Submit:
 
     @classmethod
     def IS_CHANGED(cls, seed=0, **_):
-        # Seed -1 means "a new video every time": never serve it from ComfyUI's cache.
-        return math.nan if seed == -1 else seed
+        # Seed -1 means "a new video every time": never serve it from ComfyUI's cache. A fresh NaN
+        # object each call: it equals nothing, not even an earlier NaN (math.nan would be identical).
+        return float("nan") if seed == -1 else seed
 
     async def submit(self, prompt, seed, image=None, resolution="default", aspect_ratio="default",
                      num_frames=0, frames_per_second=0, enable_safety_checker=True):

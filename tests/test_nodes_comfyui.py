@@ -1,0 +1,284 @@
+"""The three nodes inside a real ComfyUI 0.3.75, against the emulator: the public contract,
+errors before billing, Cancel, failures that name the task, resuming by id, and no key anywhere."""
+import json
+from datetime import datetime
+import sqlite3
+import threading
+import time
+
+import pytest
+from comfyui_harness import PromptFailed, PromptInterrupted, PromptRejected
+
+from tools.wavespeed_emulator import EmulatorServer
+
+CATEGORY = "WaveSpeed/MAGI-1"
+
+
+@pytest.fixture
+def env(comfyui):
+    comfyui.emulator.reset()
+    comfyui.server.clear_cache()
+    return comfyui
+
+
+_seeds = iter(range(1000, 10**6))
+
+
+def magi1_graph(*, prompt="a kite over a beach", seed=None, image=True, batch=1, load=True,
+                timeout_s=120, interval=0.2, task_id=None, extra=None):
+    """An API-format graph: EmptyImage → Magi1Submit → Magi1Poll → Magi1LoadVideo → PreviewImage."""
+    seed = next(_seeds) if seed is None else seed
+    graph = {}
+    if task_id is None:
+        submit_inputs = {"prompt": prompt, "seed": seed, "resolution": "480p", **(extra or {})}
+        if image:
+            graph["img"] = {"class_type": "EmptyImage",
+                            "inputs": {"width": 320, "height": 240, "batch_size": batch, "color": 0x3366AA}}
+            submit_inputs["image"] = ["img", 0]
+        graph["submit"] = {"class_type": "Magi1Submit", "inputs": submit_inputs}
+        poll_inputs = {"task": ["submit", 0]}
+    else:
+        poll_inputs = {"task_id": task_id}
+    graph["poll"] = {"class_type": "Magi1Poll",
+                     "inputs": {**poll_inputs, "timeout_s": timeout_s, "poll_interval_s": interval}}
+    if load:
+        graph["load"] = {"class_type": "Magi1LoadVideo", "inputs": {"video_url": ["poll", 0]}}
+        graph["preview"] = {"class_type": "SaveImage",
+                            "inputs": {"images": ["load", 1], "filename_prefix": "magi1_test"}}
+    else:
+        graph["show"] = {"class_type": "PreviewAny", "inputs": {"source": ["poll", 0]}}
+    return graph
+
+
+def submits(emulator):
+    return [e for e in emulator.journal() if e["route"] == "submit"]
+
+
+def error_of(excinfo):
+    return excinfo.value.error or {}
+
+
+# --- the contract -----------------------------------------------------------------------------
+def test_the_nodes_inputs_and_outputs_are_the_public_contract(env):
+    info = env.server.object_info()
+    submit, poll, load = info["Magi1Submit"], info["Magi1Poll"], info["Magi1LoadVideo"]
+    assert {submit["category"], poll["category"], load["category"]} == {CATEGORY}
+    assert list(submit["input"]["required"]) == ["prompt", "seed"]
+    assert submit["input"]["required"]["seed"][1]["min"] == -1
+    assert submit["input"]["required"]["seed"][1]["max"] == 2147483647
+    assert list(submit["input"]["optional"]) == [
+        "image", "resolution", "aspect_ratio", "num_frames", "frames_per_second", "enable_safety_checker"]
+    assert submit["input"]["optional"]["resolution"][0] == ["default", "480p", "720p"]
+    assert submit["input"]["optional"]["aspect_ratio"][0] == ["default", "auto", "16:9", "9:16", "1:1"]
+    assert submit["output"] == ["MAGI1_TASK", "STRING"] and submit["output_name"] == ["task", "task_id"]
+    assert list(poll["input"]["optional"]) == ["task", "task_id", "timeout_s", "poll_interval_s"]
+    assert poll["input"]["optional"]["timeout_s"][1]["default"] == 1800
+    assert poll["input"]["optional"]["poll_interval_s"][1]["default"] == 5.0
+    assert poll["input"]["optional"]["poll_interval_s"][1]["min"] == 0.2
+    assert poll["output_name"] == ["video_url"]
+    assert list(load["input"]["required"]) == ["video_url"]
+    assert list(load["input"]["optional"]) == ["frame_load_cap", "skip_first_frames", "select_every_nth"]
+    assert load["output"] == ["IMAGE", "IMAGE", "INT", "FLOAT", "VIDEO"]
+    assert load["output_name"] == ["frames", "last_frame", "frame_count", "fps", "video"]
+
+
+def test_every_input_has_a_tooltip_and_every_node_a_description(env):
+    info = env.server.object_info()
+    for name in ("Magi1Submit", "Magi1Poll", "Magi1LoadVideo"):
+        assert info[name]["description"]
+        for section in ("required", "optional"):
+            for input_name, spec in info[name]["input"].get(section, {}).items():
+                assert len(spec) > 1 and spec[1].get("tooltip"), f"{name}.{input_name} has no tooltip"
+
+
+# --- before anything is billed ------------------------------------------------------------------
+def test_a_blank_prompt_fails_before_anything_is_sent(env):
+    with pytest.raises(PromptFailed) as caught:
+        env.server.run(magi1_graph(prompt="   "))
+    assert "prompt is empty" in error_of(caught)["exception_message"]
+    assert env.emulator.journal() == []
+
+
+def test_a_seed_out_of_range_is_refused_by_validation(env):
+    with pytest.raises(PromptRejected):
+        env.server.queue(magi1_graph(seed=-5))
+    assert env.emulator.journal() == []
+
+
+def test_num_frames_out_of_range_fails_before_anything_is_sent(env):
+    with pytest.raises(PromptFailed) as caught:
+        env.server.run(magi1_graph(extra={"num_frames": 50}))
+    assert "num_frames" in error_of(caught)["exception_message"]
+    assert env.emulator.journal() == []
+
+
+def test_poll_without_task_or_id_says_what_to_connect(env):
+    with pytest.raises(PromptFailed) as caught:
+        env.server.run(magi1_graph(task_id=""))
+    assert "task_id" in error_of(caught)["exception_message"]
+
+
+# --- a whole run --------------------------------------------------------------------------------
+def test_a_batch_of_two_first_frames_is_two_tasks_with_one_post_each(env):
+    entry = env.server.run(magi1_graph(batch=2))
+    assert len(submits(env.emulator)) == 2
+    saved = sorted((env.server.output_dir / "magi1").glob("magi1_*.mp4"))
+    assert len(saved) == 2
+    assert entry["outputs"]["poll"]["images"]  # the preview of the saved videos
+
+
+def test_a_fixed_seed_requeued_reuses_the_task_and_seed_minus_one_does_not(env):
+    graph = magi1_graph(seed=4242)
+    env.server.run(graph)
+    env.server.clear_cache()
+    env.server.run(graph)
+    assert len(submits(env.emulator)) == 1
+    random_graph = magi1_graph(seed=-1)
+    env.server.run(random_graph)
+    env.server.run(random_graph)  # not served from ComfyUI's cache either
+    assert len(submits(env.emulator)) == 3
+
+
+def test_a_task_is_collected_by_id(env):
+    from magi1.client import WaveSpeedClient
+    from magi1.config import ApiKey
+
+    task = WaveSpeedClient(env.emulator.base_url, ApiKey(env.emulator.api_key, "test")).submit({"prompt": "x"})
+    entry = env.server.run(magi1_graph(task_id=task.id))
+    assert (env.server.output_dir / "magi1" / f"magi1_{task.id}.mp4").is_file()
+    assert entry["outputs"]["preview"]["images"]
+
+
+# --- failures name the task -----------------------------------------------------------------------
+def test_a_failed_task_shows_its_id_and_the_services_reason(env):
+    env.emulator.add_fault("submit", "fail_task", error="the prompt was refused by moderation", code=1200)
+    with pytest.raises(PromptFailed) as caught:
+        env.server.run(magi1_graph(load=False))
+    message = error_of(caught)["exception_message"]
+    task_id = env.emulator.tasks()[0]["id"]
+    assert task_id in message and "refused by moderation" in message
+    assert error_of(caught)["exception_type"].endswith("TaskFailedError")
+
+
+def test_a_timeout_names_the_task_and_how_to_collect_it(env):
+    env.emulator.add_fault("submit", "never_complete")
+    with pytest.raises(PromptFailed) as caught:
+        env.server.run(magi1_graph(load=False, timeout_s=10, interval=1.0), timeout=60)
+    message = error_of(caught)["exception_message"]
+    assert env.emulator.tasks()[0]["id"] in message and "task_id" in message
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_says_where_to_fix_it(env, status):
+    env.emulator.add_fault("submit", "status", status=status, message="invalid api key")
+    with pytest.raises(PromptFailed) as caught:
+        env.server.run(magi1_graph(load=False))
+    assert "WAVESPEED_API_KEY" in error_of(caught)["exception_message"]
+
+
+def test_insufficient_balance_says_to_top_up(env):
+    env.emulator.add_fault("submit", "status", status=402, message="Insufficient balance")
+    with pytest.raises(PromptFailed) as caught:
+        env.server.run(magi1_graph(load=False))
+    assert "Top up" in error_of(caught)["exception_message"]
+
+
+def test_a_submit_answered_500_is_posted_once_and_the_error_says_it_may_be_billed(env):
+    env.emulator.add_fault("submit", "accept_then_500")
+    with pytest.raises(PromptFailed) as caught:
+        env.server.run(magi1_graph(load=False))
+    assert "MAY have been created" in error_of(caught)["exception_message"]
+    time.sleep(0.5)
+    assert len(submits(env.emulator)) == 1
+
+
+# --- Cancel -----------------------------------------------------------------------------------------
+def cancel_after(server, seconds):
+    timer = threading.Timer(seconds, server.interrupt)
+    timer.start()
+    return timer
+
+
+def run_and_cancel(env, graph, after_s):
+    prompt_id = env.server.queue(graph)
+    cancel_after(env.server, after_s)
+    started = time.monotonic()
+    with pytest.raises(PromptInterrupted):
+        env.server.wait(prompt_id, timeout=60)
+    return time.monotonic() - started - after_s
+
+
+def ledger_task_ids(env):
+    path = env.server.user_dir / "__magi1" / "tasks.sqlite3"
+    with sqlite3.connect(path) as db:
+        return [row[0] for row in db.execute("SELECT task_id FROM tasks")]
+
+
+def test_cancel_during_the_wait_shows_as_interrupted_and_the_task_stays_recorded(env):
+    env.emulator.add_fault("submit", "never_complete")
+    late = run_and_cancel(env, magi1_graph(load=False, interval=5.0), after_s=2.0)
+    assert late < 1.5
+    assert env.emulator.tasks()[0]["id"] in ledger_task_ids(env)
+
+
+def test_cancel_during_a_slow_upload_submits_nothing(env):
+    env.emulator.add_fault("upload", "delay", seconds=4)
+    late = run_and_cancel(env, magi1_graph(load=False), after_s=1.0)
+    assert late < 1.5
+    time.sleep(4)  # the upload finishes in the background and must then stop short of the POST
+    assert submits(env.emulator) == []
+
+
+def test_cancel_during_the_submit_keeps_the_task_that_was_billed(env):
+    env.emulator.add_fault("submit", "delay", seconds=3)
+    late = run_and_cancel(env, magi1_graph(load=False), after_s=1.0)
+    assert late < 1.5
+    time.sleep(3)
+    [task] = env.emulator.tasks()
+    assert task["id"] in ledger_task_ids(env)  # recorded, so it can be collected by id
+
+
+def test_cancel_during_the_download_leaves_no_partial_file(env):
+    env.emulator.add_fault("output", "delay", seconds=4)
+    late = run_and_cancel(env, magi1_graph(load=False), after_s=2.5)
+    assert late < 1.5
+    time.sleep(4)
+    assert not [p for p in (env.server.output_dir / "magi1").glob("*") if p.suffix != ".mp4"]
+
+
+# --- several branches at once -------------------------------------------------------------------------
+def test_two_independent_branches_wait_at_the_same_time(env):
+    env.emulator.set_latency(3.0)
+    a = magi1_graph(load=False)
+    b = {f"b_{k}": json.loads(json.dumps(v).replace('["submit"', '["b_submit"').replace('["poll"', '["b_poll"'))
+         for k, v in magi1_graph(load=False, prompt="another").items()}
+    env.server.run({**a, **b}, timeout=60)
+    first, second = sorted(datetime.fromisoformat(e["time"].replace("Z", "+00:00")) for e in submits(env.emulator))
+    # the second task was submitted while the first one was still running: the waits overlapped
+    assert (second - first).total_seconds() < 3.0
+
+
+# --- the key never leaks --------------------------------------------------------------------------------
+def test_the_key_is_nowhere_in_what_comfyui_wrote_or_answered(env):
+    entry = env.server.run(magi1_graph())
+    key = env.emulator.api_key.encode()
+    leaks = []
+    for path in env.server.base_dir.rglob("*"):
+        if path.is_file() and not path.is_symlink() and "custom_nodes" not in path.parts:
+            if key in path.read_bytes():
+                leaks.append(str(path))
+    assert leaks == []
+    assert key.decode() not in json.dumps(entry)
+    assert key.decode() not in env.server.get("/history").text
+    assert key.decode() not in env.server.get("/object_info").text
+    assert key.decode() not in json.dumps(env.emulator.journal())
+    assert list(env.server.output_dir.glob("magi1_test*.png"))  # a PNG with metadata was written
+
+
+def test_an_emulator_given_no_key_of_its_own_accepts_any(env):
+    with EmulatorServer(port=0, latency=0.1) as open_emulator:
+        import requests
+
+        answer = requests.post(open_emulator.base_url + "/api/v3/wavespeed-ai/magi-1-24b",
+                               json={"prompt": "x"}, headers={"Authorization": "Bearer anything"}, timeout=10)
+        assert answer.status_code == 200
