@@ -122,8 +122,9 @@ def test_poll_without_task_or_id_says_what_to_connect(env):
 def test_a_batch_of_two_first_frames_is_two_tasks_with_one_post_each(env):
     entry = env.server.run(magi1_graph(batch=2))
     assert len(submits(env.emulator)) == 2
-    saved = sorted((env.server.output_dir / "magi1").glob("magi1_*.mp4"))
-    assert len(saved) == 2
+    task_ids = [t["id"] for t in env.emulator.tasks()]
+    assert len(task_ids) == 2
+    assert all((env.server.output_dir / "magi1" / f"magi1_{t}.mp4").is_file() for t in task_ids)
     assert entry["outputs"]["poll"]["images"]  # the preview of the saved videos
 
 
