@@ -1,0 +1,88 @@
+"""IMAGE array → lossless PNG bytes for the upload, after checking the service would take it.
+
+Arrays are numpy (the node converts the IMAGE tensor with `.numpy()`): float RGB in 0…1,
+`[B,H,W,3]` or `[H,W,3]`. float → uint8 is `floor(clip(x, 0, 1) * 255 + 0.5)` (clamped, rounded
+half up), the convention the emulator and the tests share, so the uploaded PNG is pixel-exact to
+the IMAGE given.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+MIN_SIDE = 64
+MAX_SIDE = 4096
+
+# zlib level for the upload PNG. Encode time plus transfer time is what the user waits for; on a
+# 1280×720 textured frame (bench/bench_png.py, this 2-core machine):
+#   level 0: 2 ms, 2.77 MB → 447 ms at 50 Mbit/s   (encode is free, the bytes are not)
+#   level 1: … see bench/README.md for the full table at 10 / 50 / 200 Mbit/s.
+# Level 1 wins from ~10 Mbit/s up to ~200 Mbit/s: every higher level saves less upload time than
+# it adds in encoding, and level 0 sends 2.5× the bytes. (Figures filled in by the benchmark.)
+DEFAULT_PNG_LEVEL = 1
+
+
+def validate_first_frames(images: np.ndarray) -> None:
+    """Refuse, with a message saying what to do, an IMAGE the service could not use as first frames."""
+    shape = tuple(images.shape)
+    if images.ndim not in (3, 4):
+        raise InputError(
+            f"The image input has shape {list(shape)}; expected an IMAGE batch [B, H, W, 3] or a single "
+            "[H, W, 3] image. Connect an IMAGE output (e.g. Load Image) to it."
+        )
+    if images.ndim == 4 and shape[0] < 1:
+        raise InputError("The image batch is empty: connect at least one image, or disconnect the input "
+                         "to generate from the prompt alone.")
+    channels = shape[-1]
+    if channels == 4:
+        raise InputError(
+            "The image has an alpha channel (RGBA); MAGI-1 takes RGB. Drop the alpha first, e.g. with "
+            "ComfyUI's 'Split Image with Alpha' node (use its IMAGE output), or load the image without its mask."
+        )
+    if channels != 3:
+        raise InputError(
+            f"The image has {channels} channel(s); MAGI-1 takes RGB images [B, H, W, 3]. "
+            "Convert it to RGB before this node."
+        )
+    if not np.issubdtype(images.dtype, np.floating):
+        raise InputError(f"The image is {images.dtype}, not a float IMAGE in 0…1. Connect a ComfyUI IMAGE output.")
+    height, width = shape[-3], shape[-2]
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        raise InputError(
+            f"The image is {width}×{height} px; each side must be {MIN_SIDE}…{MAX_SIDE} px. "
+            "Resize it first (e.g. with 'Upscale Image' to 1280×720 for 720p, 854×480 for 480p)."
+        )
+    if np.isnan(images).any():
+        raise InputError(
+            "The image contains NaN (not-a-number) pixels, so it cannot be encoded. The node that made it "
+            "produced invalid values: check its inputs, or run it again."
+        )
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float RGB (any shape) → uint8: clamp to 0…1, scale by 255, round half up."""
+    # Computed in the input's own precision (float32 for an IMAGE), exactly as the expression
+    # `(np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)` would, but with one temporary array.
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.float16 or not np.issubdtype(image.dtype, np.floating):
+        image = image.astype(np.float32)
+    scaled = np.clip(image, 0, 1)
+    scaled *= 255
+    scaled += 0.5
+    return scaled.astype(np.uint8)
+
+
+def encode_png(image: np.ndarray, level: int = DEFAULT_PNG_LEVEL) -> bytes:
+    """One [H, W, 3] RGB image (float in 0…1, or already uint8) → lossless PNG bytes."""
+    if not 0 <= level <= 9:
+        raise ValueError(f"PNG compression level must be 0…9, not {level}")
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"encode_png takes one [H, W, 3] RGB image, not shape {list(image.shape)}")
+    pixels = to_uint8(image)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, level])
+    if not ok:
+        raise ValueError("OpenCV could not encode the image as PNG")
+    return png.tobytes()
