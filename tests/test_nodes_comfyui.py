@@ -283,3 +283,27 @@ def test_an_emulator_given_no_key_of_its_own_accepts_any(env):
         answer = requests.post(open_emulator.base_url + "/api/v3/wavespeed-ai/magi-1-24b",
                                json={"prompt": "x"}, headers={"Authorization": "Bearer anything"}, timeout=10)
         assert answer.status_code == 200
+
+
+# --- the key setting's route ------------------------------------------------------------------------------
+def test_the_key_route_stores_a_key_privately_and_never_answers_with_it(env):
+    secret = "sk-route-test-" + "x" * 20 + "9876"
+    try:
+        answer = env.server.post("/magi1/api_key", json={"key": secret})
+        assert answer.status_code == 200 and secret not in answer.text
+        status = env.server.get("/magi1/api_key").json()
+        assert status["stored"] is True and secret not in json.dumps(status)
+        # This ComfyUI also has WAVESPEED_API_KEY in its environment, which wins over the file.
+        assert status["source"] == "environment" and status["environment_overrides"] is True
+        key_file = env.server.user_dir / "__magi1" / "wavespeed_api_key"
+        assert key_file.read_text() == secret and (key_file.stat().st_mode & 0o777) == 0o600
+        for path in ("/userdata/..%2F__magi1%2Fwavespeed_api_key", "/api/userdata/__magi1%2Fwavespeed_api_key"):
+            assert secret not in env.server.get(path).text
+    finally:
+        env.server._http.delete(env.server.url + "/magi1/api_key", timeout=10)
+    assert env.server.get("/magi1/api_key").json()["stored"] is False
+
+
+def test_the_key_route_refuses_an_empty_or_malformed_key(env):
+    for body in ({"key": ""}, {"key": "two words"}, {"nokey": 1}):
+        assert env.server.post("/magi1/api_key", json=body).status_code == 400
