@@ -3,6 +3,7 @@ turns the result into ComfyUI values. ComfyUI itself is reached only through mag
 from __future__ import annotations
 
 import logging
+import time
 import torch
 
 from ..magi1 import comfy_glue as glue
@@ -49,7 +50,7 @@ class Magi1Submit:
                 }),
                 "seed": ("INT", {
                     "default": 0, "min": params.SEED_MIN, "max": params.SEED_MAX,
-                    "control_after_generate": "fixed",
+                    "control_after_generate": True,  # web/magi1.js starts it on "fixed"
                     "tooltip": "-1 lets the service pick (and always submits a new, billed task). "
                                "A fixed seed with unchanged inputs reuses the earlier task: not billed twice.",
                 }),
@@ -105,6 +106,7 @@ class Magi1Poll:
     )
     CATEGORY = CATEGORY
     FUNCTION = "poll"
+    OUTPUT_NODE = True  # it saves the paid MP4, so a graph may end here; and its preview is re-sent
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("video_url",)
     OUTPUT_TOOLTIPS = ("The video URL(s), one per line; the saved copies are used by Magi1LoadVideo.",)
@@ -142,10 +144,12 @@ class Magi1Poll:
             ctx.check_cancel()  # first, so a Cancel is remembered for this run's worker threads
             progress.update(int(snapshot.fraction() * PROGRESS_STEPS), status_text(snapshot))
 
+        started = time.monotonic()
         saved = await pipeline.wait_and_save(
             ctx, task_ids, timeout_s=timeout_s, interval_s=max(float(poll_interval_s), 0.2), on_update=show
         )
-        progress.update(PROGRESS_STEPS, f"done: {len(saved)} video(s) saved")
+        count = f"{len(saved)} video{'s' if len(saved) != 1 else ''}"
+        progress.update(PROGRESS_STEPS, f"done · {count} saved · {time.monotonic() - started:.0f} s")
         return {"ui": glue.output_preview([path for _, path in saved]),
                 "result": ("\n".join(url for url, _ in saved),)}
 
@@ -173,6 +177,7 @@ class Magi1LoadVideo:
     )
     CATEGORY = CATEGORY
     FUNCTION = "load"
+    OUTPUT_NODE = True
     RETURN_TYPES = ("IMAGE", "IMAGE", "INT", "FLOAT", "VIDEO")
     RETURN_NAMES = ("frames", "last_frame", "frame_count", "fps", "video")
     OUTPUT_TOOLTIPS = (
