@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 import pytest
+from video_reference import read_rgb_frames
 import requests
 
 from tools.wavespeed_emulator import EmulatorAdmin, EmulatorServer, FaultSpecError
@@ -140,16 +141,9 @@ def same_up_to_codec_noise(a: np.ndarray, b: np.ndarray) -> bool:
 def decode(path: Path) -> tuple[np.ndarray, float]:
     """All frames as RGB uint8 [N, H, W, 3], and the container's fps."""
     capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     fps = capture.get(cv2.CAP_PROP_FPS)
     capture.release()
-    assert frames, f"{path} did not decode"
-    return np.stack(frames), fps
+    return np.stack(read_rgb_frames(path)), fps
 
 
 # --- envelope and life cycle --------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from video_reference import read_rgb_frames
 
 from comfyui_harness import SKIPPED_NODE_TYPES, workflow_to_prompt
 from tools import build_examples
@@ -51,16 +52,7 @@ def decode_rgb(data: bytes) -> np.ndarray:
 
 
 def read_video(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    capture.release()
-    assert frames, f"no frames decoded from {path}"
-    return frames
+    return read_rgb_frames(path)
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
