@@ -15,13 +15,22 @@ from .errors import InputError
 MIN_SIDE = 64
 MAX_SIDE = 4096
 
-# zlib level for the upload PNG. Encode time plus transfer time is what the user waits for; on a
-# 1280×720 textured frame (bench/bench_png.py, this 2-core machine):
-#   level 0: 2 ms, 2.77 MB → 447 ms at 50 Mbit/s   (encode is free, the bytes are not)
-#   level 1: … see bench/README.md for the full table at 10 / 50 / 200 Mbit/s.
-# Level 1 wins from ~10 Mbit/s up to ~200 Mbit/s: every higher level saves less upload time than
-# it adds in encoding, and level 0 sends 2.5× the bytes. (Figures filled in by the benchmark.)
+# How the upload PNG is compressed. What the user waits for is encode time + upload time. On
+# 1280×720 frames (bench/bench_png.py on this 2-core machine; totals at 50 Mbit/s up):
+#   zlib's default strategy, level 1 / 3 / 9, smooth render: 0.95 / 0.88 / 0.80 MB in
+#       54 / 81 / 635 ms → 206 / 221 / 762 ms in all; fine texture: 1.61–1.54 MB → 326–420 ms.
+#   Z_RLE strategy + Paeth filter (used here): smooth render 0.78 MB in 38 ms → 162 ms; fine
+#       texture 1.39 MB in 44 ms → 267 ms. Smaller than level 9, faster than level 1.
+#   Stored (level 0): 2.77 MB in 15 ms → 458 ms.
+# Rendered and photographic frames leave noise-like filter residuals that LZ77's long matches do
+# not help with; run lengths plus Huffman coding take what there is. Both frames together: 1.8 s /
+# 0.43 s / 0.17 s at 10 / 50 / 200 Mbit/s, against 2.1 s / 0.53 s / 0.23 s for the best zlib
+# level at each speed. Z_RLE makes levels 1…9 byte-identical, so the default is the cheapest, 1.
 DEFAULT_PNG_LEVEL = 1
+# IMWRITE_PNG_FILTER is OpenCV ≥ 4.11; without it libpng's adaptive filters pick Paeth here anyway.
+_PNG_PARAMS = [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+if hasattr(cv2, "IMWRITE_PNG_FILTER"):
+    _PNG_PARAMS += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
 
 
 def validate_first_frames(images: np.ndarray) -> None:
@@ -82,7 +91,8 @@ def encode_png(image: np.ndarray, level: int = DEFAULT_PNG_LEVEL) -> bytes:
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"encode_png takes one [H, W, 3] RGB image, not shape {list(image.shape)}")
     pixels = to_uint8(image)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, level])
+    params = [cv2.IMWRITE_PNG_COMPRESSION, level, *_PNG_PARAMS]
+    ok, png = cv2.imencode(".png", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise ValueError("OpenCV could not encode the image as PNG")
     return png.tobytes()
