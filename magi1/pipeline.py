@@ -267,7 +267,9 @@ async def load_videos(ctx: Context, sources: Sequence[str], *, frame_load_cap: i
         paths.append(await run_interruptible(lambda s=source: resolve_source(ctx, s), ctx.check_cancel))
     decoded = await run_interruptible(
         lambda: video.decode(paths, frame_load_cap=frame_load_cap, skip_first_frames=skip_first_frames,
-                             select_every_nth=select_every_nth),
+                             select_every_nth=select_every_nth,
+                             # stops the decode thread itself on Cancel, instead of leaving it allocating
+                             on_progress=lambda done, expected: ctx.check_cancel()),
         ctx.check_cancel,
     )
     return paths, decoded
