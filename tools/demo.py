@@ -29,6 +29,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from tools.wavespeed_emulator.videogen import wrap_text
+
 log = logging.getLogger("magi1.demo")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -236,15 +238,7 @@ def sample_frames(video_path: Path, *, every: int = 8, max_frames: int = SHEET_M
 
 
 def _wrap(text: str, scale: float, thickness: int, max_width: int) -> list[str]:
-    lines, current = [], ""
-    for word in text.split():
-        candidate = f"{current} {word}".strip()
-        if current and cv2.getTextSize(candidate, FONT, scale, thickness)[0][0] > max_width:
-            lines.append(current)
-            current = word
-        else:
-            current = candidate
-    return lines + [current] if current else lines
+    return wrap_text(text, FONT, scale, thickness, max_width)
 
 
 def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float, colour=(235, 235, 240),

@@ -134,7 +134,7 @@ def _draw_caption(frame: np.ndarray, spec: VideoSpec) -> None:
     scale = max(0.5, min(w, h) / 600.0)
     thickness = max(1, round(scale * 2))
     line_height = int(cv2.getTextSize("Ag", font, scale, thickness)[0][1] * 1.8)
-    lines = _wrap(spec.prompt.strip(), font, scale, thickness, w - 2 * line_height)[:6]
+    lines = wrap_text(spec.prompt.strip(), font, scale, thickness, w - 2 * line_height)[:6]
     lines.append(f"MAGI-1 emulator  seed {spec.seed}")
     y = h - line_height * len(lines)
     for line in lines:
@@ -144,7 +144,7 @@ def _draw_caption(frame: np.ndarray, spec: VideoSpec) -> None:
         y += line_height
 
 
-def _wrap(text: str, font: int, scale: float, thickness: int, max_width: int) -> list[str]:
+def wrap_text(text: str, font: int, scale: float, thickness: int, max_width: int) -> list[str]:
     lines: list[str] = []
     current = ""
     for word in text.split():
