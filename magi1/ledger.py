@@ -160,7 +160,20 @@ class Ledger:
             ).fetchone()
         return self._record(row)
 
-    def recent(self, limit: int = 50) -> list[TaskRecord]:
+    def list_tasks(self, *, limit: int = 50, before: float | None = None) -> list[TaskRecord]:
+        """Tasks newest first (by `submitted_at`); `before` pages on: pass the last row's `submitted_at`."""
+        limit = max(1, min(int(limit), 500))
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM tasks ORDER BY submitted_at DESC LIMIT ?", (limit,)).fetchall()
+            if before is None:
+                rows = db.execute("SELECT * FROM tasks ORDER BY submitted_at DESC LIMIT ?", (limit,)).fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT * FROM tasks WHERE submitted_at < ? ORDER BY submitted_at DESC LIMIT ?",
+                    (float(before), limit),
+                ).fetchall()
         return [r for r in (self._record(row) for row in rows) if r is not None]
+
+    def count_since(self, since: float) -> int:
+        """How many tasks were submitted at or after `since` (seconds since the epoch)."""
+        with self._connect() as db:
+            return int(db.execute("SELECT COUNT(*) FROM tasks WHERE submitted_at >= ?", (float(since),)).fetchone()[0])
