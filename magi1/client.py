@@ -6,11 +6,14 @@ is sent exactly once, whatever happens: every accepted POST is billed.
 """
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import logging
+import math
 import random
 import threading
 import time
+from datetime import timezone
 from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable, Mapping
@@ -19,6 +22,8 @@ import requests
 
 from . import __version__
 from .config import ApiKey, Settings, check_url
+from .task_ids import is_task_id, shown
+from .urls import PolicySession
 from .errors import (
     ApiError,
     AuthError,
@@ -29,6 +34,7 @@ from .errors import (
     SubmitUncertainError,
     TaskNotFoundError,
     TransportError,
+    UnexpectedTaskIdError,
     UploadError,
 )
 
@@ -40,6 +46,7 @@ FAILED_STATUSES = frozenset({"failed", "cancelled", "timeout", "deleted"})
 FINAL_STATUSES = FAILED_STATUSES | {COMPLETED}
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = f"comfyui-magi1/{__version__}"
+RETRY_AFTER_MAX_S = 600.0  # a longer wait is a broken or hostile answer; the node would look hung
 
 
 @dataclass(frozen=True)
@@ -112,14 +119,30 @@ class Prediction:
         )
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def _retry_after(response: requests.Response, *, now: float | None = None) -> float | None:
+    """Seconds `Retry-After` asks to wait, in 0…RETRY_AFTER_MAX_S; None when absent or unusable.
+
+    RFC 9110 §10.2.3: delay-seconds (digits; a decimal is accepted too) or an HTTP-date, which
+    becomes the seconds from `now` (default: the clock) to it, 0 when past. NaN, infinities,
+    negatives and anything unparsable give None (the caller's own backoff); huge values are capped.
+    """
+    value = (response.headers.get("Retry-After") or "").strip()
     if not value:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        current = time.time() if now is None else now
+        seconds = max(when.timestamp() - current, 0.0)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, RETRY_AFTER_MAX_S)
 
 
 def _envelope(response: requests.Response) -> tuple[int | None, str, Any]:
@@ -201,7 +224,8 @@ class WaveSpeedClient:
     ) -> None:
         self.base_url = check_url(base_url.rstrip("/"), what="the WaveSpeed base URL")
         self._api_key = api_key
-        self.session = session or requests.Session()
+        # Redirects are checked hop by hop, and the key goes only to the base URL's origin.
+        self.session = session or PolicySession(key_origin=self.base_url)
         self.session.headers.setdefault("User-Agent", USER_AGENT)
         self.timeouts = timeouts
         self.retry = retry
@@ -232,6 +256,12 @@ class WaveSpeedClient:
             retry_after = None
             try:
                 response = send()
+            except requests.TooManyRedirects:
+                raise ServerError(
+                    f"WaveSpeed's answer to {action}" + (f" (task {task_id})" if task_id else "")
+                    + " redirected too many times. Check WAVESPEED_BASE_URL.",
+                    task_id=task_id,
+                ) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last_error = TransportError(
                     f"Could not reach WaveSpeed to {action}"
@@ -300,6 +330,8 @@ class WaveSpeedClient:
             raise _uncertain(f"the connection broke ({type(exc).__name__})") from None
         except requests.Timeout:
             raise _uncertain(f"no answer within {self.timeouts.submit:.0f} s") from None
+        except requests.TooManyRedirects:
+            raise _uncertain("the answer redirected too many times") from None
         if response.status_code >= 500:
             code, message, _ = _envelope(response)
             raise _uncertain(f"HTTP {response.status_code}" + (f": {message}" if message else ""),
@@ -308,10 +340,20 @@ class WaveSpeedClient:
         prediction = Prediction.from_data(data)
         if not prediction.id:
             raise _uncertain("the answer carried no task id", status=response.status_code)
+        if not is_task_id(data.get("id")):
+            raise _uncertain(f"the answer's task id {shown(data.get('id'))} is not a valid task id",
+                             status=response.status_code)
         log.info("submitted MAGI-1 task %s", prediction.id)
         return prediction
 
     def get_result(self, task_id: str, *, sleep: Callable[[float], None] | None = None) -> Prediction:
+        """The task's state. UnexpectedTaskIdError when the answer is about another id."""
+        if not is_task_id(task_id):
+            raise UnexpectedTaskIdError(
+                f"{shown(task_id)} is not a WaveSpeed task id; nothing was asked. Copy the id from "
+                "Magi1Submit's task_id output.",
+                task_id=None, answered_id=None,
+            )
         url = self._url(f"predictions/{task_id}/result")
         response = self._send_with_retries(
             lambda: self.session.get(url, headers=self._auth(), timeout=(self.timeouts.connect, self.timeouts.read)),
@@ -320,10 +362,15 @@ class WaveSpeedClient:
             sleep=sleep,
         )
         data = self._data(response, action="check the task", task_id=task_id)
-        prediction = Prediction.from_data(data)
-        if not prediction.id:
-            prediction = Prediction.from_data({**data, "id": task_id})
-        return prediction
+        answered = data.get("id")
+        if answered is not None and answered != "" and answered != task_id:
+            raise UnexpectedTaskIdError(
+                f"WaveSpeed answered the check of task {task_id} with task {shown(answered)}. The "
+                "answer was ignored; check WAVESPEED_BASE_URL (a proxy or cache in between?) and "
+                f"collect {task_id} again by pasting it into Magi1Poll's task_id.",
+                status=response.status_code, task_id=task_id, answered_id=str(answered),
+            )
+        return Prediction.from_data({**data, "id": task_id})
 
     def upload(self, content: bytes, filename: str, content_type: str = "image/png") -> str:
         """Upload bytes, return the URL the service can read them from.
@@ -364,7 +411,7 @@ class WaveSpeedClient:
         check_url(put_url, what="the upload URL")
         method = str(upload.get("method") or "PUT").upper()
         headers = {str(k): str(v) for k, v in (upload.get("headers") or {}).items()}
-        put_session = requests.Session()  # no bearer, no session defaults: exactly upload.headers
+        put_session = PolicySession()  # no bearer, no session defaults: exactly upload.headers
         try:
             put = self._send_with_retries(
                 lambda: put_session.request(

@@ -122,6 +122,38 @@ def temp_directory() -> Path:
     return _env_dir("MAGI1_TEMP_DIR", "temp")
 
 
+def input_directory() -> Path:
+    """ComfyUI's input directory; outside ComfyUI $MAGI1_INPUT_DIR or ./input."""
+    if IN_COMFYUI:
+        return Path(_folder_paths.get_input_directory())
+    _fallback("input_directory()")
+    return _env_dir("MAGI1_INPUT_DIR", "input")
+
+
+def local_video_roots() -> list[Path]:
+    """The folders Magi1LoadVideo may read local videos from: input, output, temp (symlinks resolved).
+
+    ComfyUI serves all three through `/view` already; outside ComfyUI the environment fallbacks
+    ($MAGI1_INPUT_DIR, $MAGI1_OUTPUT_DIR, $MAGI1_TEMP_DIR, else ./input, ./output, ./temp).
+    """
+    return [path.resolve() for path in (input_directory(), output_directory(), temp_directory())]
+
+
+def server_host_names() -> frozenset[str]:
+    """Host names ComfyUI was told to listen on (`--listen`), lower-case; empty outside ComfyUI.
+
+    The key route accepts these in the `Host` header besides IP literals and `localhost`.
+    """
+    if not IN_COMFYUI:
+        return frozenset()
+    try:
+        from comfy.cli_args import args
+    except Exception:  # noqa: BLE001 - an older or unusual ComfyUI: only the built-in names
+        return frozenset()
+    listen = str(getattr(args, "listen", "") or "")
+    return frozenset(name.strip().strip("[]").lower() for name in listen.split(",") if name.strip())
+
+
 def user_directory() -> Path:
     """ComfyUI's user directory root; outside ComfyUI $MAGI1_USER_DIR or ./user."""
     if IN_COMFYUI:

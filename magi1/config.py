@@ -6,16 +6,18 @@ into a private folder of ComfyUI's user directory. The environment wins. The key
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from .errors import MissingApiKeyError, UnsafeUrlError
+from . import urls
+from .errors import InvalidApiKeyError, MissingApiKeyError
 
 log = logging.getLogger(__name__)
+
+is_loopback_host = urls.is_loopback_host  # kept for callers of config.is_loopback_host
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 ENV_API_KEY = "WAVESPEED_API_KEY"
@@ -45,11 +47,51 @@ class ApiKey:
     __str__ = __repr__
 
 
+KEY_MIN_CHARS = 8
+KEY_MAX_CHARS = 512  # WaveSpeed keys are 64 hex characters; anything far longer is a pasted file
+
+
 def _clean_key(raw: str | None) -> str | None:
     if raw is None:
         return None
     key = raw.strip()
     return key or None
+
+
+def _describe_character(char: str) -> str:
+    if char in "\r\n\u2028\u2029\x85":
+        return "a line break"
+    if char.isspace():
+        return f"a space (U+{ord(char):04X})"
+    name = unicodedata.name(char, "")
+    kind = "an invisible or control character" if unicodedata.category(char)[0] in "CZ" else "a non-ASCII character"
+    return f"{kind} (U+{ord(char):04X}{' ' + name if name else ''})"
+
+
+def check_key(raw: str | None, *, source: str) -> str | None:
+    """The key with surrounding whitespace removed, or None when empty; InvalidApiKeyError if malformed.
+
+    A key is 8…512 printable ASCII characters (0x21…0x7E): HTTP header values cannot carry more,
+    and a line break or an invisible character (a zero-width space, a byte-order mark) is a
+    copy-paste accident that would fail every call later. The error names the character and its
+    position, never the key: `source` says where the key came from (the variable, the file…).
+    """
+    key = _clean_key(raw)
+    if key is None:
+        return None
+    for position, char in enumerate(key, start=1):
+        if not 0x21 <= ord(char) <= 0x7E:
+            raise InvalidApiKeyError(
+                f"The WaveSpeed API key from {source} contains {_describe_character(char)} at character "
+                f"{position} of {len(key)}. Copy the key again from wavespeed.ai (one line, nothing else) "
+                "and set it again."
+            )
+    if not KEY_MIN_CHARS <= len(key) <= KEY_MAX_CHARS:
+        raise InvalidApiKeyError(
+            f"The WaveSpeed API key from {source} has {len(key)} characters; a key has "
+            f"{KEY_MIN_CHARS}…{KEY_MAX_CHARS}. Copy the key again from wavespeed.ai and set it again."
+        )
+    return key
 
 
 def key_file(private_dir: Path) -> Path:
@@ -70,8 +112,11 @@ def read_key_file(private_dir: Path | None) -> str | None:
 
 
 def write_key_file(private_dir: Path, key: str) -> Path:
-    """Store `key` with mode 0600 (written to a temp file first, so a reader never sees half)."""
-    key = _clean_key(key) or ""
+    """Store `key` with mode 0600 (written to a temp file first, so a reader never sees half).
+
+    Raises InvalidApiKeyError (never showing the key) for a malformed one, ValueError when empty.
+    """
+    key = check_key(key, source="the key given") or ""
     if not key:
         raise ValueError("empty key")
     private_dir = Path(private_dir)
@@ -97,10 +142,11 @@ def delete_key_file(private_dir: Path) -> bool:
 
 
 def find_api_key(private_dir: Path | None) -> ApiKey | None:
-    env_key = _clean_key(os.environ.get(ENV_API_KEY))
+    """The key in use (environment first), or None; InvalidApiKeyError when that key is malformed."""
+    env_key = check_key(os.environ.get(ENV_API_KEY), source=f"the environment variable {ENV_API_KEY}")
     if env_key:
         return ApiKey(env_key, "environment")
-    file_key = read_key_file(private_dir)
+    file_key = check_key(read_key_file(private_dir), source="the key file stored from ComfyUI's settings")
     if file_key:
         return ApiKey(file_key, "settings")
     return None
@@ -113,40 +159,9 @@ def resolve_api_key(private_dir: Path | None) -> ApiKey:
     return key
 
 
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def check_url(url: str, *, what: str = "URL") -> str:
-    """Accept https://, or http:// only on a loopback host; anything else is refused."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "https" and parts.hostname:
-        return url
-    if scheme == "http" and is_loopback_host(parts.hostname):
-        return url
-    if scheme == "http":
-        raise UnsafeUrlError(
-            f"Refusing plain http:// for {what} {_redact(url)}: only https:// is allowed, "
-            "or http:// on this machine (127.0.0.1, ::1, localhost) for a local emulator."
-        )
-    raise UnsafeUrlError(f"{what} {_redact(url)} is not an https:// URL.")
-
-
-def _redact(url: str) -> str:
-    """The URL without query string or credentials (presigned URLs carry tokens there)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else url[:80]
+    """The pack's URL policy (see magi1.urls): https://, or http:// only on a loopback host."""
+    return urls.check_url(url, what=what)
 
 
 def resolve_base_url() -> str:

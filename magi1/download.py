@@ -3,6 +3,11 @@
 Streams to a temp file in the destination folder and renames it into place only when the
 byte count matches Content-Length, the size is under the cap and the file starts like an MP4.
 A broken transfer is retried; nothing partial is ever left behind.
+
+Content encodings (gzip, deflate, br where installed) are decoded by requests/urllib3: the
+Content-Length check compares the bytes that came over the wire (`raw.tell()`), the size cap the
+decoded bytes. Every URL and redirect hop follows the pack's URL policy (magi1.urls); downloads
+never carry the API key.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import requests
 
 from .config import check_url
 from .errors import DownloadError, UnsafeUrlError
+from .urls import RedirectGuard
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,8 @@ def download_video(
                 size = _fetch_once(session, url, dest, max_bytes, timeout, throw_if_interrupted)
                 log.info("saved %s to %s (%.1f MB)", what, dest, size / 1e6)
                 return dest
+            except UnsafeUrlError as exc:
+                raise DownloadError(f"Refused to download {what}: {exc}") from None
             except _Retryable as exc:
                 problem = str(exc)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
@@ -92,7 +100,9 @@ class _Retryable(Exception):
 def _fetch_once(session, url, dest, max_bytes, timeout, throw_if_interrupted) -> int:
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
     try:
-        with session.get(url, stream=True, timeout=timeout) as response:
+        # Redirects are followed by requests, each hop checked by the guard before it is sent.
+        guard = RedirectGuard(what="the video URL's redirect")
+        with session.get(url, stream=True, timeout=timeout, hooks={"response": guard}) as response:
             if response.status_code in (404, 410):
                 raise DownloadError(
                     f"The video is gone (HTTP {response.status_code}): results are kept for 7 days only."
@@ -111,8 +121,9 @@ def _fetch_once(session, url, dest, max_bytes, timeout, throw_if_interrupted) ->
                         raise DownloadError(f"The video grew past the {max_bytes / 1e6:.0f} MB cap; stopped.")
                     fh.write(chunk)
                     throw_if_interrupted()
-        if expected_size is not None and size != expected_size:
-            raise _Retryable(f"truncated: got {size} of {expected_size} bytes")
+            received = response.raw.tell()  # bytes on the wire, before any content decoding
+        if expected_size is not None and received != expected_size:
+            raise _Retryable(f"truncated: got {received} of {expected_size} bytes")
         if size == 0:
             raise _Retryable("the answer was empty")
         with open(tmp, "rb") as fh:

@@ -24,8 +24,16 @@ class MissingApiKeyError(ConfigError):
         )
 
 
+class InvalidApiKeyError(ConfigError):
+    """The key has a line break, an invisible or non-ASCII character, or a wrong length.
+
+    The message names the character and its position and where the key came from, never the key.
+    """
+
+
 class UnsafeUrlError(ConfigError):
-    """A URL that is neither https:// nor http:// on a loopback host."""
+    """A URL the pack will not connect to: not https:// (nor http:// on a loopback host),
+    with user-info or a backslash, a redirect that downgrades or goes on too long."""
 
 
 class InputError(Magi1Error):
@@ -89,6 +97,17 @@ class SubmitUncertainError(ApiError):
 
     Never retried automatically, because every accepted POST is billed.
     """
+
+
+class UnexpectedTaskIdError(ApiError):
+    """The service answered about a task id other than the one asked for, or one that is not an id.
+
+    `task_id` is the id asked for; `answered_id` what the answer carried (shown with repr, cut).
+    """
+
+    def __init__(self, message: str, *, answered_id: str | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.answered_id = answered_id
 
 
 class UploadError(ApiError):

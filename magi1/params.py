@@ -1,10 +1,12 @@
 """Node inputs → the MAGI-1 request, checked before anything is uploaded or billed."""
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError
+from .task_ids import TASK_ID_MAX_CHARS, is_task_id, shown
 
 SEED_MIN, SEED_MAX = -1, 2147483647
 NUM_FRAMES_MIN, NUM_FRAMES_MAX = 96, 192
@@ -47,6 +49,19 @@ class Magi1Request:
         return body
 
 
+# Letters that draw nothing (Unicode calls them letters, fonts leave them blank): Hangul fillers,
+# the braille blank. Categories C* (controls, format: zero-width, bidi marks, BOM; unassigned,
+# private use, surrogates) and Z* (spaces, line and paragraph separators) are invisible as a class.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def visible_characters(text: str) -> str:
+    """`text` without control, format (zero-width, bidi), separator and blank-letter characters."""
+    return "".join(
+        c for c in text if unicodedata.category(c)[0] not in "CZ" and c not in _BLANK_LETTERS
+    )
+
+
 def _int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
         raise InputError(f"{name} must be a whole number, got {value!r}.")
@@ -65,6 +80,11 @@ def build_request(
     """Validate every input the way the service would, and say how to fix what is wrong."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise InputError("The prompt is empty. Describe the video you want in Magi1Submit's prompt.")
+    if not visible_characters(prompt):
+        raise InputError(
+            "The prompt has only invisible or control characters (e.g. NUL, zero-width spaces, "
+            "direction marks). Describe the video you want in Magi1Submit's prompt."
+        )
     prompt = prompt.strip()
     if len(prompt) > MAX_PROMPT_CHARS:
         raise InputError(f"The prompt has {len(prompt)} characters; keep it under {MAX_PROMPT_CHARS}.")
@@ -104,8 +124,11 @@ def parse_task_ids(text: str | None) -> list[str]:
         return []
     ids = [part.strip() for line in text.splitlines() for part in line.replace(",", " ").split()]
     for task_id in ids:
-        if not task_id.replace("-", "").replace("_", "").isalnum() or len(task_id) > 128:
-            raise InputError(f"{task_id[:40]!r} does not look like a WaveSpeed task id.")
+        if not is_task_id(task_id):
+            raise InputError(
+                f"{shown(task_id)} does not look like a WaveSpeed task id (letters, digits, '-' and "
+                f"'_', at most {TASK_ID_MAX_CHARS}). Copy the id from Magi1Submit's task_id output."
+            )
     return ids
 
 

@@ -18,13 +18,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import requests
 
-from . import media, video
+from . import local_files, media, video
 from .client import Prediction, WaveSpeedClient, client_for
 from .config import Settings, check_url, load_settings
 from .download import download_video, is_complete_mp4
 from .errors import InputError, TaskFailedError
 from .ledger import Ledger, fingerprint
 from .params import Magi1Request
+from .task_ids import is_task_id, shown
 from .poller import WaitSnapshot, run_interruptible, wait_for_tasks
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,8 @@ def save_video(ctx: Context, url: str, *, task_id: str | None = None) -> Path:
         return record.saved_video
     if task_id is None and record is not None:
         task_id = record.task_id
+    if task_id is not None and not is_task_id(task_id):  # it becomes part of a file name
+        raise InputError(f"{shown(task_id)} is not a WaveSpeed task id; no file was written.")
     name = task_id or "url_" + hashlib.sha256(url.encode()).hexdigest()[:16]
     dest = ctx.video_dir / f"magi1_{name}.mp4"
     if not (dest.is_file() and is_complete_mp4(dest)):
@@ -248,12 +251,14 @@ def save_video(ctx: Context, url: str, *, task_id: str | None = None) -> Path:
 
 # --- load ---------------------------------------------------------------------------------------------
 def resolve_source(ctx: Context, source: str) -> Path:
-    """A local MP4 for a URL (saved copy, or downloaded now) or a local path."""
+    """A local MP4 for a URL (saved copy, or downloaded now) or a local path.
+
+    Local paths follow magi1.local_files (videos inside ComfyUI's input, output or temp folder);
+    URLs follow magi1.urls.
+    """
+    source = local_files.unquote(source)
     if "://" not in source:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise InputError(f"No video file at {source!r}. Give an https:// URL or the path of an MP4.")
-        return path
+        return local_files.resolve_local_video(source, local_files.allowed_roots(ctx.output_dir))
     check_url(source, what="video_url")
     return save_video(ctx, source)
 

@@ -286,10 +286,15 @@ def test_an_emulator_given_no_key_of_its_own_accepts_any(env):
 
 
 # --- the key setting's route ------------------------------------------------------------------------------
+def own_page_headers(server) -> dict:
+    """What ComfyUI's own page sends to the key route (see test_security for what is refused)."""
+    return {"Origin": server.url, "X-Magi1-Key-Route": "1"}
+
+
 def test_the_key_route_stores_a_key_privately_and_never_answers_with_it(env):
     secret = "sk-route-test-" + "x" * 20 + "9876"
     try:
-        answer = env.server.post("/magi1/api_key", json={"key": secret})
+        answer = env.server.post("/magi1/api_key", json={"key": secret}, headers=own_page_headers(env.server))
         assert answer.status_code == 200 and secret not in answer.text
         status = env.server.get("/magi1/api_key").json()
         assert status["stored"] is True and secret not in json.dumps(status)
@@ -300,10 +305,10 @@ def test_the_key_route_stores_a_key_privately_and_never_answers_with_it(env):
         for path in ("/userdata/..%2F__magi1%2Fwavespeed_api_key", "/api/userdata/__magi1%2Fwavespeed_api_key"):
             assert secret not in env.server.get(path).text
     finally:
-        env.server._http.delete(env.server.url + "/magi1/api_key", timeout=10)
+        env.server._http.delete(env.server.url + "/magi1/api_key", headers=own_page_headers(env.server), timeout=10)
     assert env.server.get("/magi1/api_key").json()["stored"] is False
 
 
 def test_the_key_route_refuses_an_empty_or_malformed_key(env):
     for body in ({"key": ""}, {"key": "two words"}, {"nokey": 1}):
-        assert env.server.post("/magi1/api_key", json=body).status_code == 400
+        assert env.server.post("/magi1/api_key", json=body, headers=own_page_headers(env.server)).status_code == 400

@@ -71,9 +71,10 @@ function addStyles() {
 // --- the API key setting ------------------------------------------------------------------------
 
 async function keyRequest(method, body) {
-  const init = { method, cache: "no-store" };
+  // The route answers only requests carrying this header: a cross-site page cannot set it.
+  const init = { method, cache: "no-store", headers: { "X-Magi1-Key-Route": "1" } };
   if (body !== undefined) {
-    init.headers = { "Content-Type": "application/json" };
+    init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
   const response = await api.fetchApi(KEY_ROUTE, init);

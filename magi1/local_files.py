@@ -1,0 +1,86 @@
+"""Which local files Magi1LoadVideo may read: videos inside ComfyUI's input, output and temp folders.
+
+A shared workflow is a stranger's input: a path in it must not reach a private key or any other
+file the server can read (FFmpeg decodes several text formats, `.asc`, `.nfo`, `.ans`, as video).
+So a local source is accepted only when, after resolving `~`, `..` and every symlink, it is a
+regular file inside one of the allowed folders and has a video file extension. Those folders
+are already readable through ComfyUI's own `/view`, so nothing new is exposed. A missing file
+and a refused one get the same error, so the answer does not tell whether a path exists.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
+_QUOTES = ("\"", "'")
+
+
+def unquote(source: str) -> str:
+    """`source` without surrounding whitespace and one pair of matching quotes ("Copy as path")."""
+    text = source.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in _QUOTES:
+        text = text[1:-1].strip()
+    return text
+
+
+def allowed_roots(*extra: Path) -> list[Path]:
+    """ComfyUI's input, output and temp folders (the glue's fallbacks outside it), plus `extra`."""
+    from . import comfy_glue  # late: the glue is the only module that looks at ComfyUI
+
+    roots: list[Path] = []
+    for root in (*comfy_glue.local_video_roots(), *extra):
+        resolved = Path(root).resolve()
+        if resolved not in roots:
+            roots.append(resolved)
+    return roots
+
+
+def _refused(source: str, roots: Sequence[Path]) -> InputError:
+    extensions = ", ".join(sorted(VIDEO_EXTENSIONS))
+    return InputError(
+        f"No video that Magi1LoadVideo may read at {source[:200]!r}. Local videos must be files "
+        f"({extensions}) inside ComfyUI's input, output or temp folder: give a path relative to one "
+        "of them (e.g. 'clip.mp4' in input/, or 'magi1/magi1_<task id>.mp4' in output/), or an "
+        "https:// URL."
+    )
+
+
+def _inside(path: Path, roots: Iterable[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def resolve_local_video(source: str, roots: Sequence[Path]) -> Path:
+    """The real path of an allowed local video; InputError (one and the same text) otherwise.
+
+    `source` is absolute, or relative to the first root where it exists (input, then output,
+    then temp). `roots` must be resolved (allowed_roots() gives them so).
+    """
+    text = unquote(source)
+    shown = text or source
+    if not text or "\x00" in text:
+        raise _refused(shown, roots)
+    given = Path(text)
+    if given.is_absolute():
+        candidates = [given]
+    else:
+        candidates = [root / given for root in roots]
+    for candidate in candidates:
+        try:
+            real = candidate.resolve(strict=True)
+            is_file = real.is_file()
+        except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, a bad name
+            continue
+        if is_file and _inside(real, roots) and real.suffix.lower() in VIDEO_EXTENSIONS \
+                and candidate.suffix.lower() in VIDEO_EXTENSIONS:
+            return real
+        if is_file:
+            log.info("Magi1LoadVideo refused a local path outside the allowed folders or not a video "
+                     "(%d characters)", len(os.fspath(candidate)))
+    raise _refused(shown, roots)

@@ -1,0 +1,174 @@
+"""Which URLs the pack connects to, and how redirects and the bearer key are handled.
+
+One policy for the base URL, the upload URL, every download and every redirect hop:
+`https://` to any host, `http://` only to a loopback host (127.0.0.0/8, ::1, `localhost`), no
+user-info (`user@`), no backslash, no control character or space, no https → http downgrade on a
+redirect, at most `MAX_REDIRECTS` hops. URLs are parsed with `urllib3.util.parse_url`, the parser
+requests itself uses to decide where to connect, so the host checked is the host connected to
+(`urllib.parse` reads `http://evil\\@127.0.0.1/` as 127.0.0.1; requests connects to `evil`).
+
+`PolicySession` is a `requests.Session` that checks every redirect hop and sends the
+`Authorization` header only to the configured API origin (scheme, host and port), never to
+another host a redirect names. `RedirectGuard` is the same hop check as a per-request response
+hook, for sessions the pack does not own (downloads).
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from urllib.parse import urljoin
+
+import requests
+from urllib3.exceptions import LocationParseError
+from urllib3.util import Url, parse_url
+
+from .errors import UnsafeUrlError
+
+log = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 5  # WaveSpeed's CDN answers directly; a few hops cover a proxy in between
+MAX_URL_CHARS = 8192
+DEFAULT_PORTS = {"http": 80, "https": 443}
+REFUSED_CHARACTERS = "\\"  # browsers read "\" as "/", urllib and urllib3 disagree on it: refuse
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for `localhost` and loopback IP literals (127.0.0.0/8, ::1), brackets allowed."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def redact(url: str) -> str:
+    """The URL as scheme://host[:port]/path: no user-info, query or fragment (tokens live there)."""
+    try:
+        parts = parse_url(url)
+    except (LocationParseError, ValueError, TypeError):
+        return "<an unparsable URL>"
+    if not parts.scheme or not parts.host:
+        return repr(url[:60])
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.host}{port}{parts.path or ''}"
+
+
+def parse(url: str, *, what: str = "URL") -> Url:
+    """`url` parsed the way requests will connect to it; UnsafeUrlError when it breaks a rule."""
+    if not isinstance(url, str) or not url:
+        raise UnsafeUrlError(f"{what} is empty or not text.")
+    if len(url) > MAX_URL_CHARS:
+        raise UnsafeUrlError(f"{what} is {len(url)} characters long; refusing URLs over {MAX_URL_CHARS}.")
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        raise UnsafeUrlError(f"{what} {redact(url)} contains a space or a control character.")
+    if any(c in REFUSED_CHARACTERS for c in url):
+        raise UnsafeUrlError(f"{what} {redact(url)} contains a backslash; write URLs with '/' only.")
+    try:
+        parts = parse_url(url)
+    except (LocationParseError, ValueError) as exc:
+        raise UnsafeUrlError(f"{what} is not a valid URL ({type(exc).__name__}).") from None
+    if parts.auth is not None or "@" in (parts.netloc or ""):
+        raise UnsafeUrlError(f"{what} {redact(url)} carries a user name or password before '@'; refused.")
+    return parts
+
+
+def check_url(url: str, *, what: str = "URL", previous: str | None = None) -> str:
+    """Accept https://, or http:// only on a loopback host; return `url` unchanged.
+
+    `previous` is the URL that redirected here: a hop from https:// to http:// is refused even
+    to a loopback host. Raises UnsafeUrlError naming `what` and the URL without its query.
+    """
+    parts = parse(url, what=what)
+    scheme = (parts.scheme or "").lower()
+    if scheme not in DEFAULT_PORTS or not parts.host:
+        raise UnsafeUrlError(f"{what} {redact(url)} is not an https:// URL.")
+    if previous is not None and scheme == "http" and (parse_url(previous).scheme or "").lower() == "https":
+        raise UnsafeUrlError(
+            f"Refusing the redirect from https:// to plain http:// ({redact(url)}) for {what}."
+        )
+    if scheme == "http" and not is_loopback_host(parts.host):
+        raise UnsafeUrlError(
+            f"Refusing plain http:// for {what} {redact(url)}: only https:// is allowed, "
+            "or http:// on this machine (127.0.0.1, ::1, localhost) for a local emulator."
+        )
+    return url
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) with the default port filled in: what "same origin" compares."""
+    parts = parse_url(url)
+    scheme = (parts.scheme or "").lower()
+    return scheme, (parts.host or "").lower(), parts.port or DEFAULT_PORTS.get(scheme, 0)
+
+
+def redirect_target(response: requests.Response) -> str | None:
+    """The absolute URL a redirect answer points to, resolved the way requests resolves it."""
+    if not response.is_redirect:
+        return None
+    location = response.headers["location"].encode("latin1").decode("utf8", "replace")
+    if location.startswith("//"):
+        location = f"{parse_url(response.url).scheme}:{location}"
+    return urljoin(response.url, location)
+
+
+def check_redirect(response: requests.Response, *, what: str = "a redirect") -> None:
+    """Refuse (and close) a redirect answer whose target breaks the policy."""
+    target = redirect_target(response)
+    if target is None:
+        return
+    try:
+        check_url(target, what=what, previous=response.url)
+    except UnsafeUrlError:
+        response.close()
+        raise
+
+
+class RedirectGuard:
+    """A requests response hook: checks each redirect hop of one call and counts them.
+
+        session.get(url, hooks={"response": RedirectGuard()})
+    """
+
+    def __init__(self, max_hops: int = MAX_REDIRECTS, *, what: str = "a redirect") -> None:
+        self.max_hops = max_hops
+        self.hops = 0
+        self.what = what
+
+    def __call__(self, response: requests.Response, *args, **kwargs) -> requests.Response:
+        if response.is_redirect:
+            self.hops += 1
+            if self.hops > self.max_hops:
+                response.close()
+                raise UnsafeUrlError(f"{self.what}: more than {self.max_hops} redirects; stopped.")
+            check_redirect(response, what=self.what)
+        return response
+
+
+class PolicySession(requests.Session):
+    """A session whose redirects follow the policy and whose key goes only to `key_origin`.
+
+    `key_origin` is the API base URL; a redirect anywhere else (another host, port or scheme)
+    loses the `Authorization` header. Without one, no hop after the first carries it. More than
+    `MAX_REDIRECTS` hops raise requests.TooManyRedirects; a refused hop raises UnsafeUrlError.
+    """
+
+    def __init__(self, key_origin: str | None = None) -> None:
+        super().__init__()
+        self.max_redirects = MAX_REDIRECTS
+        self.key_origin = origin(key_origin) if key_origin else None
+        self.hooks["response"].append(_check_redirect_hook)
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        # Replaces requests' own rule (and its .netrc lookup): the key stays with the API origin.
+        check_url(prepared_request.url or "", what="a redirect", previous=response.url)
+        if self.key_origin is None or origin(prepared_request.url or "") != self.key_origin:
+            if prepared_request.headers.pop("Authorization", None) is not None:
+                log.info("a redirect to %s: the API key is not sent there", redact(prepared_request.url or ""))
+
+
+def _check_redirect_hook(response: requests.Response, *args, **kwargs) -> requests.Response:
+    check_redirect(response)
+    return response
