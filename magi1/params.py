@@ -63,7 +63,9 @@ def visible_characters(text: str) -> str:
 
 
 def _int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+        isinstance(value, float) and not value.is_integer()  # also NaN and the infinities
+    ) or int(value) != value:
         raise InputError(f"{name} must be a whole number, got {value!r}.")
     return int(value)
 

@@ -230,12 +230,14 @@ async def wait_and_save(
 
 def save_video(ctx: Context, url: str, *, task_id: str | None = None) -> Path:
     """The local copy of a result video: the saved one when there is one, else downloaded now."""
+    if task_id is not None and not is_task_id(task_id):  # before it reaches the ledger or a file name
+        raise InputError(f"{shown(task_id)} is not a WaveSpeed task id; no file was written.")
     record = ctx.ledger.get(task_id) if task_id else ctx.ledger.find_by_video_url(url)
     if record is not None and record.saved_video is not None and is_complete_mp4(record.saved_video):
         return record.saved_video
     if task_id is None and record is not None:
         task_id = record.task_id
-    if task_id is not None and not is_task_id(task_id):  # it becomes part of a file name
+    if task_id is not None and not is_task_id(task_id):  # from the ledger: it becomes a file name
         raise InputError(f"{shown(task_id)} is not a WaveSpeed task id; no file was written.")
     name = task_id or "url_" + hashlib.sha256(url.encode()).hexdigest()[:16]
     dest = ctx.video_dir / f"magi1_{name}.mp4"
