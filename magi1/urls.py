@@ -1,9 +1,9 @@
 """Which URLs the pack connects to, and how redirects and the bearer key are handled.
 
 One policy for the base URL, the upload URL, every download and every redirect hop:
-`https://` to any host, `http://` only to a loopback host (127.0.0.0/8, ::1, `localhost`), no
-user-info (`user@`), no backslash, no control character or space, no https → http downgrade on a
-redirect, at most `MAX_REDIRECTS` hops. URLs are parsed with `urllib3.util.parse_url`, the parser
+`https://` to any host, `http://` only to a loopback host (127.0.0.0/8, ::1, `localhost`); a
+host of plain letters, digits, `.-_` or an IP literal; no user-info (`user@`), no backslash, no
+control character or space, no https → http downgrade on a redirect, at most `MAX_REDIRECTS` hops. URLs are parsed with `urllib3.util.parse_url`, the parser
 requests itself uses to decide where to connect, so the host checked is the host connected to
 (`urllib.parse` reads `http://evil\\@127.0.0.1/` as 127.0.0.1; requests connects to `evil`).
 
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from urllib.parse import urljoin
+import re
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from urllib3.exceptions import LocationParseError
@@ -72,7 +73,28 @@ def parse(url: str, *, what: str = "URL") -> Url:
         raise UnsafeUrlError(f"{what} is not a valid URL ({type(exc).__name__}).") from None
     if parts.auth is not None or "@" in (parts.netloc or ""):
         raise UnsafeUrlError(f"{what} {redact(url)} carries a user name or password before '@'; refused.")
+    if parts.host is not None and not _host_is_plain(url, parts.host):
+        raise UnsafeUrlError(
+            f"{what} {redact(url)} has a host with characters a host name cannot have (percent-escapes, "
+            "non-ASCII: write it in its xn-- form, punctuation); refused."
+        )
     return parts
+
+
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
+
+
+def _host_is_plain(url: str, host: str) -> bool:
+    """Letters, digits, `.`, `-`, `_` or a bracketed IPv6 literal, read the same by urllib.
+
+    Anything else is rewritten on the way (urllib3 decodes `%41`, requests IDNA-encodes non-ASCII
+    and escapes `^`), so the host connected to would not be the host checked.
+    """
+    try:
+        seen_by_urllib = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    return _PLAIN_HOST.fullmatch(host) is not None and seen_by_urllib == host.lower().strip("[]")
 
 
 def check_url(url: str, *, what: str = "URL", previous: str | None = None) -> str:

@@ -25,6 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.requirements import Requirement
 from packaging.version import Version
+from urllib.parse import urlsplit
+
 from urllib3.util import parse_url
 
 from loopback_http import LoopbackHTTP, redirect_to, self_signed_certificate
@@ -215,6 +217,11 @@ def test_the_refusal_says_which_folders_are_allowed(folders):
     "http://0x7f.1/",  # some resolvers make these loopback; the policy does not guess
     "http://2130706433/",
     "http://127.0.0.1.nip.io/",
+    "http://\uff11\uff12\uff17.0.0.1/",  # full-width digits: IDNA would make them 127.0.0.1
+    "https://\uff45vil.example/",
+    "http://%31%32%37.0.0.1/",  # urllib3 decodes it to 127.0.0.1, urllib does not
+    "https://api%2Ewavespeed.ai/",
+    "https://a^b.example/",
     "ftp://127.0.0.1/v.mp4",
     "file:///etc/passwd",
     "javascript:alert(1)",
@@ -271,7 +278,7 @@ URL_PIECES = st.builds(
 
 
 @FAST_SETTINGS
-@given(url=st.one_of(URL_PIECES, st.text(max_size=60)))
+@given(url=st.one_of(URL_PIECES, st.text(max_size=60), st.builds("https://{}/".format, st.text(max_size=12))))
 def test_an_accepted_url_connects_where_it_was_checked(url):
     """Whatever the URL, if the policy accepts it, requests connects to the host that was checked,
     over the scheme that was checked; plain http only to loopback; never with user-info."""
@@ -286,6 +293,7 @@ def test_an_accepted_url_connects_where_it_was_checked(url):
         return  # requests refuses it too: nothing connects
     connects = parse_url(prepared.url)
     assert (connects.host or "").lower() == (checked.host or "").lower()
+    assert (urlsplit(url).hostname or "") == (checked.host or "").lower().strip("[]")  # urllib agrees too
     assert connects.scheme == checked.scheme.lower()
     assert connects.auth is None and "\\" not in url
     assert connects.scheme == "https" or urls.is_loopback_host(connects.host)
