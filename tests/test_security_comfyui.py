@@ -187,3 +187,36 @@ def test_an_invisible_prompt_fails_before_anything_is_uploaded_or_billed(env, pr
         env.server.run(graph, timeout=60)
     assert "invisible" in caught.value.error["exception_message"]
     assert [call for call in env.emulator.journal() if call["route"] in ("submit", "upload", "upload_binary", "upload_put")] == []
+
+
+# --- a malformed key from a hand-edited key file ------------------------------------------------------------
+@pytest.mark.parametrize("key", [f"sk-line-one-{'1' * 12}\nsk-line-two-{'2' * 12}",
+                                 f"sk-zero-width-{'3' * 12}\u200b{'4' * 12}"])
+def test_a_malformed_key_in_the_key_file_is_a_clear_error_shown_nowhere(keyless_comfyui, key):
+    server = keyless_comfyui
+    private = server.user_dir / "__magi1"
+    private.mkdir(mode=0o700, exist_ok=True)
+    (private / "wavespeed_api_key").write_text(key, encoding="utf-8")
+    graph = {
+        "submit": {"class_type": "Magi1Submit", "inputs": {"prompt": "a kite", "seed": next(_seeds)}},
+        "poll": {"class_type": "Magi1Poll", "inputs": {"task": ["submit", 0]}},
+    }
+    with pytest.raises(PromptFailed) as caught:
+        server.run(graph, timeout=60)
+    message = caught.value.error["exception_message"]
+    assert "key file" in message and ("line break" in message or "U+200B" in message)
+    assert "UnicodeEncodeError" not in json.dumps(caught.value.error)
+    places = [json.dumps(caught.value.entry), server.get("/history").text, server.log_text(),
+              server.get(KEY_ROUTE).text]
+    for piece in re.split("[\n\u200b]", key):
+        assert all(piece not in text for text in places)
+
+
+@pytest.fixture(scope="module")
+def keyless_comfyui(comfyui, tmp_path_factory):
+    """A second ComfyUI without WAVESPEED_API_KEY, so the key file is the one used."""
+    from comfyui_harness import ComfyUIServer
+
+    with ComfyUIServer(tmp_path_factory.mktemp("keyless"),
+                       env={"WAVESPEED_BASE_URL": comfyui.emulator.base_url}) as server:
+        yield server
