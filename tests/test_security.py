@@ -470,6 +470,23 @@ def test_a_malformed_key_from_the_environment_is_a_clear_error_that_never_shows_
         assert len(piece) < 5 or piece not in message
 
 
+PRINTABLE_ASCII = st.characters(min_codepoint=0x21, max_codepoint=0x7E)
+
+
+@FAST_SETTINGS
+@given(head=st.text(PRINTABLE_ASCII, min_size=12, max_size=40), bad=st.characters(exclude_categories=["Cs"]),
+       tail=st.text(PRINTABLE_ASCII, min_size=12, max_size=40))
+def test_a_key_is_printable_ascii_and_a_refusal_never_contains_it(head, bad, tail):
+    key = head + bad + tail
+    try:
+        checked = config.check_key(key, source="a test")
+    except InvalidApiKeyError as exc:
+        assert not 0x21 <= ord(bad) <= 0x7E
+        assert head not in str(exc) and tail not in str(exc)
+    else:
+        assert 0x21 <= ord(bad) <= 0x7E and checked == key
+
+
 def test_a_key_file_with_a_byte_order_mark_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv("WAVESPEED_API_KEY", raising=False)
     config.key_file(tmp_path).write_text("\ufeff" + KEY + "\n", encoding="utf-8")
