@@ -11,6 +11,7 @@ import hashlib
 import logging
 import math
 import random
+import re
 import threading
 import time
 from datetime import timezone
@@ -46,6 +47,9 @@ FAILED_STATUSES = frozenset({"failed", "cancelled", "timeout", "deleted"})
 FINAL_STATUSES = FAILED_STATUSES | {COMPLETED}
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = f"comfyui-magi1/{__version__}"
+UPLOAD_METHODS = frozenset({"PUT", "POST"})  # what a presigned storage URL takes
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")  # no CR, LF or other control character
 RETRY_AFTER_MAX_S = 600.0  # a longer wait is a broken or hostile answer; the node would look hung
 
 
@@ -106,17 +110,32 @@ class Prediction:
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Prediction:
+        """The task in a `data` object. Raises AnswerShapeError naming the field when `status` is
+        not text or `outputs` is not a list of URL strings (a service or proxy answering something
+        else); informational fields of another type (`timings`, `code`) are dropped."""
+        status = data.get("status")
+        if status is not None and not isinstance(status, str):
+            raise AnswerShapeError(f"its status is a {type(status).__name__}, not text")
+        outputs = data.get("outputs") or ()
+        if not isinstance(outputs, (list, tuple)) or not all(isinstance(url, str) for url in outputs):
+            raise AnswerShapeError("its outputs are not a list of URLs")
         code = data.get("code")
+        timings = data.get("timings")
         return cls(
             id=str(data.get("id") or ""),
-            status=str(data.get("status") or "").lower(),
-            outputs=tuple(str(u) for u in (data.get("outputs") or ())),
+            status=(status or "").lower(),
+            outputs=tuple(outputs),
             error=str(data.get("error") or ""),
             code=code if isinstance(code, int) else None,
             model=str(data.get("model") or ""),
             created_at=str(data.get("created_at") or ""),
-            timings=dict(data.get("timings") or {}),
+            timings=dict(timings) if isinstance(timings, Mapping) else {},
         )
+
+
+class AnswerShapeError(ValueError):
+    """A field of a WaveSpeed answer has a type the pack cannot use; the client turns it into an
+    ApiError naming the task (its text says which field, never a value)."""
 
 
 def _retry_after(response: requests.Response, *, now: float | None = None) -> float | None:
@@ -337,12 +356,16 @@ class WaveSpeedClient:
             raise _uncertain(f"HTTP {response.status_code}" + (f": {message}" if message else ""),
                              status=response.status_code, code=code)
         data = self._data(response, action="submit the task")
-        prediction = Prediction.from_data(data)
-        if not prediction.id:
+        if not data.get("id"):
             raise _uncertain("the answer carried no task id", status=response.status_code)
         if not is_task_id(data.get("id")):
             raise _uncertain(f"the answer's task id {shown(data.get('id'))} is not a valid task id",
                              status=response.status_code)
+        try:
+            prediction = Prediction.from_data(data)
+        except AnswerShapeError as exc:  # billed already: keep the id, the poll reads the rest
+            log.warning("the submit answer for task %s is odd (%s); polling it as usual", data["id"], exc)
+            prediction = Prediction(id=data["id"], status="created")
         log.info("submitted MAGI-1 task %s", prediction.id)
         return prediction
 
@@ -370,7 +393,15 @@ class WaveSpeedClient:
                 f"collect {task_id} again by pasting it into Magi1Poll's task_id.",
                 status=response.status_code, task_id=task_id, answered_id=str(answered),
             )
-        return Prediction.from_data({**data, "id": task_id})
+        try:
+            return Prediction.from_data({**data, "id": task_id})
+        except AnswerShapeError as exc:
+            raise ServerError(
+                f"WaveSpeed's answer about task {task_id} is not understood: {exc}. Check "
+                f"WAVESPEED_BASE_URL (a proxy in between?); collect {task_id} later by pasting it into "
+                "Magi1Poll's task_id.",
+                status=response.status_code, task_id=task_id,
+            ) from None
 
     def upload(self, content: bytes, filename: str, content_type: str = "image/png") -> str:
         """Upload bytes, return the URL the service can read them from.
@@ -400,17 +431,16 @@ class WaveSpeedClient:
             data = self._data(response, action=action)
         except ApiError as exc:
             raise _as_upload_error(exc) from None
-        upload = data.get("upload") or {}
-        download_url = data.get("download_url")
-        put_url = upload.get("url")
-        if not put_url or not download_url:
+        target = _upload_target(data)
+        if target is None:
             raise UploadError(
-                "WaveSpeed's upload answer named no upload or download URL. Check WAVESPEED_BASE_URL.",
+                "WaveSpeed's upload answer named no usable upload or download URL (a field is missing, "
+                "of another type, or a header or method a request cannot carry). Check WAVESPEED_BASE_URL. "
+                "Nothing was submitted or billed.",
                 status=response.status_code,
             )
+        put_url, method, headers, download_url = target
         check_url(put_url, what="the upload URL")
-        method = str(upload.get("method") or "PUT").upper()
-        headers = {str(k): str(v) for k, v in (upload.get("headers") or {}).items()}
         put_session = PolicySession()  # no bearer, no session defaults: exactly upload.headers
         try:
             put = self._send_with_retries(
@@ -449,13 +479,32 @@ class WaveSpeedClient:
         except ApiError as exc:
             raise _as_upload_error(exc) from None
         download_url = data.get("download_url")
-        if not download_url:
+        if not isinstance(download_url, str) or not download_url:
             raise UploadError("WaveSpeed's upload answer named no download URL.", status=response.status_code)
         log.info("uploaded %s (%d bytes, binary endpoint)", filename, len(content))
         return str(download_url)
 
     def close(self) -> None:
         self.session.close()
+
+
+def _upload_target(data: Mapping[str, Any]) -> tuple[str, str, dict[str, str], str] | None:
+    """(upload URL, method, headers, download URL) from a `/media/uploads` answer; None when a
+    field is missing or of a shape that cannot be sent as is (a method other than PUT/POST, a
+    header name that is not a token, a value with a line break or control character)."""
+    upload = data.get("upload")
+    download_url = data.get("download_url")
+    if not isinstance(upload, Mapping) or not isinstance(download_url, str) or not download_url:
+        return None
+    put_url, method, headers = upload.get("url"), upload.get("method") or "PUT", upload.get("headers") or {}
+    if not isinstance(put_url, str) or not put_url or not isinstance(method, str) \
+            or method.upper() not in UPLOAD_METHODS or not isinstance(headers, Mapping):
+        return None
+    clean = {str(name): str(value) for name, value in headers.items() if isinstance(value, (str, int))}
+    if len(clean) != len(headers) or not all(
+            _HEADER_NAME.fullmatch(name) and _HEADER_VALUE.fullmatch(value) for name, value in clean.items()):
+        return None
+    return put_url, method.upper(), clean, download_url
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:

@@ -7,7 +7,8 @@ A broken transfer is retried; nothing partial is ever left behind.
 Content encodings (gzip, deflate, br where installed) are decoded by requests/urllib3: the
 Content-Length check compares the bytes that came over the wire (`raw.tell()`), the size cap the
 decoded bytes. Every URL and redirect hop follows the pack's URL policy (magi1.urls); downloads
-never carry the API key.
+never carry the API key, nor a ~/.netrc login (`keep_headers`; pass a `urls.PolicySession`, whose
+redirects do not consult ~/.netrc either).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import requests
 
 from .config import check_url
 from .errors import DownloadError, UnsafeUrlError
-from .urls import RedirectGuard
+from .urls import PolicySession, RedirectGuard, keep_headers
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def download_video(
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     own_session = session is None
-    session = session or requests.Session()
+    session = session or PolicySession()
     problem = ""
     try:
         for attempt in range(1, attempts + 1):
@@ -93,6 +94,15 @@ def download_video(
     )
 
 
+def _content_length(value: str | None) -> int | None:
+    """The header's byte count when it is plain ASCII digits (RFC 9110 §8.6), else None (unknown).
+
+    `str.isdigit()` also accepts '²' or '١', which int() refuses or reads as another number.
+    """
+    value = (value or "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
 class _Retryable(Exception):
     pass
 
@@ -102,15 +112,15 @@ def _fetch_once(session, url, dest, max_bytes, timeout, throw_if_interrupted) ->
     try:
         # Redirects are followed by requests, each hop checked by the guard before it is sent.
         guard = RedirectGuard(what="the video URL's redirect")
-        with session.get(url, stream=True, timeout=timeout, hooks={"response": guard}) as response:
+        with session.get(url, stream=True, timeout=timeout, hooks={"response": guard},
+                         auth=keep_headers) as response:
             if response.status_code in (404, 410):
                 raise DownloadError(
                     f"The video is gone (HTTP {response.status_code}): results are kept for 7 days only."
                 )
             if response.status_code >= 400:
                 raise _Retryable(f"HTTP {response.status_code}")
-            expected = response.headers.get("Content-Length")
-            expected_size = int(expected) if expected and expected.isdigit() else None
+            expected_size = _content_length(response.headers.get("Content-Length"))
             if expected_size is not None and expected_size > max_bytes:
                 raise DownloadError(f"The video is {expected_size / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB cap.")
             size = 0

@@ -3,7 +3,11 @@
 A shared workflow is a stranger's input: a path in it must not reach a private key or any other
 file the server can read (FFmpeg decodes several text formats, `.asc`, `.nfo`, `.ans`, as video).
 So a local source is accepted only when, after resolving `~`, `..` and every symlink, it is a
-regular file inside one of the allowed folders and has a video file extension. Those folders
+regular file inside one of the allowed folders, has a video file extension and starts like a video
+container (an MP4/MOV box, a Matroska/WebM header, an AVI header). FFmpeg picks its reader by
+content, not by name: an HLS playlist, an ffconcat script or an SDP description named `x.mp4`
+would make it read files outside the folders (with opencv-python 4.8, the floor the requirements
+allow, an HLS playlist in input/ decodes any video on the disk) or open network sockets. Those folders
 are already readable through ComfyUI's own `/view`, so nothing new is exposed. A missing file
 and a refused one get the same error, so the answer does not tell whether a path exists.
 """
@@ -20,6 +24,32 @@ log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
 _QUOTES = ("\"", "'")
+HEAD_BYTES = 64
+# ISO base media (MP4, MOV, M4V): a box of 4 bytes of size and one of these types comes first.
+_ISO_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pdin"})
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"  # Matroska and WebM; the DocType names which one
+
+
+def looks_like_video_container(head: bytes) -> bool:
+    """True when `head` (a file's first HEAD_BYTES bytes) opens an MP4/MOV, Matroska/WebM or AVI.
+
+    Anything else (playlists, scripts, text, images) is refused before FFmpeg sees it. Sources:
+    ISO/IEC 14496-12 §4.2 (box header), the Matroska EBML header (RFC 9559 §5), RIFF/AVI.
+    """
+    if len(head) >= 8 and head[4:8] in _ISO_BOXES:
+        return True
+    if head.startswith(_EBML_MAGIC):
+        return b"matroska" in head or b"webm" in head
+    return len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX")
+
+
+def _head(path: Path) -> bytes:
+    """The first HEAD_BYTES bytes; never blocks on a FIFO swapped in after the is_file() check."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        return os.read(fd, HEAD_BYTES)
+    finally:
+        os.close(fd)
 
 
 def unquote(source: str) -> str:
@@ -79,7 +109,11 @@ def resolve_local_video(source: str, roots: Sequence[Path]) -> Path:
             continue
         if is_file and _inside(real, roots) and real.suffix.lower() in VIDEO_EXTENSIONS \
                 and candidate.suffix.lower() in VIDEO_EXTENSIONS:
-            return real
+            try:
+                if looks_like_video_container(_head(real)):
+                    return real
+            except OSError:
+                pass
         if is_file:
             log.info("Magi1LoadVideo refused a local path outside the allowed folders or not a video "
                      "(%d characters)", len(os.fspath(candidate)))

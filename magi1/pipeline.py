@@ -16,7 +16,6 @@ from pathlib import Path
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import requests
 
 from . import local_files, media, video
 from .client import Prediction, WaveSpeedClient, client_for
@@ -26,6 +25,7 @@ from .errors import InputError, TaskFailedError
 from .ledger import Ledger, fingerprint
 from .params import Magi1Request
 from .task_ids import is_task_id, shown
+from .urls import PolicySession
 from .poller import WaitSnapshot, run_interruptible, wait_for_tasks
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Context:
 
 _ledgers: dict[Path, Ledger] = {}
 # Downloads carry no key (result URLs are public CDN links), so one plain session serves them all.
-_download_session = requests.Session()
+_download_session = PolicySession()  # the URL policy on every hop, never a ~/.netrc login
 
 
 def ledger_at(path: Path) -> Ledger:

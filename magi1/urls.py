@@ -9,7 +9,9 @@ requests itself uses to decide where to connect, so the host checked is the host
 
 `PolicySession` is a `requests.Session` that checks every redirect hop and sends the
 `Authorization` header only to the configured API origin (scheme, host and port), never to
-another host a redirect names. `RedirectGuard` is the same hop check as a per-request response
+another host a redirect names. It never reads `~/.netrc` (or `$NETRC`): requests would otherwise
+send a `default` entry's login and password as Basic auth to every host a workflow names, and
+replace the bearer key with it on the API host. `RedirectGuard` is the same hop check as a per-request response
 hook, for sessions the pack does not own (downloads).
 """
 from __future__ import annotations
@@ -169,8 +171,17 @@ class RedirectGuard:
         return response
 
 
+def keep_headers(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A requests `auth` that changes nothing: with one set, requests never looks in ~/.netrc."""
+    return request
+
+
 class PolicySession(requests.Session):
     """A session whose redirects follow the policy and whose key goes only to `key_origin`.
+
+    No credential from ~/.netrc is ever added (the session's `auth` is `keep_headers`); the only
+    one sent is the `Authorization` header a caller sets, on the first request and on hops that
+    stay at `key_origin`.
 
     `key_origin` is the API base URL; a redirect anywhere else (another host, port or scheme)
     loses the `Authorization` header. Without one, no hop after the first carries it. More than
@@ -180,6 +191,7 @@ class PolicySession(requests.Session):
     def __init__(self, key_origin: str | None = None) -> None:
         super().__init__()
         self.max_redirects = MAX_REDIRECTS
+        self.auth = keep_headers  # requests consults ~/.netrc only when no auth is set
         self.key_origin = origin(key_origin) if key_origin else None
         self.hooks["response"].append(_check_redirect_hook)
 

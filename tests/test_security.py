@@ -17,8 +17,6 @@ from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
@@ -30,6 +28,7 @@ from urllib.parse import urlsplit
 from urllib3.util import parse_url
 
 from loopback_http import LoopbackHTTP, redirect_to, self_signed_certificate
+from video_reference import write_clip
 from magi1 import config, key_routes, local_files, params, pipeline, task_ids, urls
 from magi1.client import RETRY_AFTER_MAX_S, RetryPolicy, WaveSpeedClient, _retry_after
 from magi1.download import download_video
@@ -73,35 +72,12 @@ def client_for(server: LoopbackHTTP, **kwargs) -> WaveSpeedClient:
     return client
 
 
-@pytest.fixture
-def api():
-    with LoopbackHTTP() as server:
-        yield server
-
-
-@pytest.fixture
-def elsewhere():
-    """A second origin (another port): a host the key must never reach."""
-    with LoopbackHTTP() as server:
-        yield server
-
-
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 # === 1. local files =================================================================================
-def write_clip(path: Path, frames: int = 3) -> Path:
-    """A real (tiny) MP4 made by OpenCV."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 8, (32, 32))
-    for index in range(frames):
-        writer.write(np.full((32, 32, 3), index * 40, np.uint8))
-    writer.release()
-    return path
-
-
 @pytest.fixture
 def folders(tmp_path, monkeypatch):
     """ComfyUI-like input/output/temp (through the glue's fallbacks) and a private folder beside them."""

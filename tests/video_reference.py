@@ -19,3 +19,13 @@ def read_rgb_frames(path: Path | str) -> list[np.ndarray]:
     capture.release()
     assert frames, f"no frames decoded from {path}"
     return frames
+
+
+def write_clip(path: Path, frames: int = 3) -> Path:
+    """A real (tiny) MP4 made by OpenCV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 8, (32, 32))
+    for index in range(frames):
+        writer.write(np.full((32, 32, 3), index * 40, np.uint8))
+    writer.release()
+    return path

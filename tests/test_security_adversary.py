@@ -1,0 +1,207 @@
+"""Attacks found by an adversarial review of the security layer (issue 9), one behaviour each.
+
+Same rules as test_security.py: the real code paths, real HTTP on loopback (tests/loopback_http.py
+for what a hostile or broken service would send), real files; every call bounded in time.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from loopback_http import LoopbackHTTP, redirect_to
+from video_reference import write_clip
+from magi1 import config, pipeline
+from magi1.client import Prediction, RetryPolicy, WaveSpeedClient
+from magi1.download import download_video
+from magi1.errors import ApiError, DownloadError, InputError, ServerError, UploadError
+
+TASK = "0123456789abcdef0123456789abcdef"
+KEY = "sk-adversary-test-" + "k" * 20 + "9911"
+MP4_BODY = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64
+NETRC_USER, NETRC_PASSWORD = "alice", "hunter2-netrc"
+NETRC_BASIC = "Basic " + base64.b64encode(f"{NETRC_USER}:{NETRC_PASSWORD}".encode()).decode()
+FAST = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.05)
+
+
+def envelope(data: object) -> bytes:
+    return json.dumps({"code": 200, "message": "success", "data": data}).encode()
+
+
+def json_answer(data: object):
+    return lambda seen: (200, {"Content-Type": "application/json"}, envelope(data))
+
+
+def video_answer(seen):
+    return 200, {"Content-Type": "video/mp4"}, MP4_BODY
+
+
+def client_for(server: LoopbackHTTP) -> WaveSpeedClient:
+    return WaveSpeedClient(server.url, config.ApiKey(KEY, "test"), retry=FAST, sleep=lambda s: None)
+
+
+# === a ~/.netrc "default" entry: requests would send it to every host ==============================
+@pytest.fixture
+def netrc_default(tmp_path, monkeypatch):
+    """A .netrc whose `default` entry applies to any host (requests reads $NETRC, else ~/.netrc)."""
+    path = tmp_path / "netrc"
+    path.write_text(f"default login {NETRC_USER} password {NETRC_PASSWORD}\n")
+    path.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(path))
+    return path
+
+
+def context(tmp_path: Path) -> pipeline.Context:
+    return pipeline.Context(output_dir=tmp_path / "output", private_dir=tmp_path / "private")
+
+
+def test_a_workflows_video_url_never_gets_the_users_netrc_password(netrc_default, elsewhere, tmp_path):
+    elsewhere.route("/clip.mp4", video_answer)
+    pipeline.save_video(context(tmp_path), elsewhere.url + "/clip.mp4")
+    assert [seen.headers.get("Authorization") for seen in elsewhere.seen] == [None]
+
+
+def test_a_redirected_download_never_gets_the_users_netrc_password(netrc_default, api, elsewhere, tmp_path):
+    api.route("/clip.mp4", redirect_to(elsewhere.url + "/moved.mp4"))
+    elsewhere.route("/moved.mp4", video_answer)
+    download_video(api.url + "/clip.mp4", tmp_path / "v.mp4", timeout=(5, 5))
+    assert [s.headers.get("Authorization") for s in api.seen + elsewhere.seen] == [None, None]
+
+
+def test_the_netrc_password_neither_replaces_the_key_nor_reaches_the_upload_host(netrc_default, api, elsewhere):
+    api.route("/api/v3/media/uploads", json_answer(
+        {"upload": {"url": elsewhere.url + "/put", "method": "PUT"}, "download_url": "https://cdn.example/x.png"}))
+    elsewhere.route("/put", lambda seen: (200, {}, b""))
+    client = client_for(api)
+    try:
+        client.upload(b"png bytes", "frame.png")
+    finally:
+        client.close()
+    assert [s.headers.get("Authorization") for s in api.seen] == [f"Bearer {KEY}"]
+    assert [s.headers.get("Authorization") for s in elsewhere.seen] == [None]
+
+
+# === answers of an unexpected shape: a named error, never a raw TypeError ===========================
+MALFORMED_RESULTS = {
+    "timings is a list": {"id": TASK, "status": "processing", "timings": [1, 2]},
+    "timings is text": {"id": TASK, "status": "processing", "timings": "ab"},
+    "outputs is a number": {"id": TASK, "status": "completed", "outputs": 5},
+    "outputs is one URL, not a list": {"id": TASK, "status": "completed", "outputs": "https://cdn.example/v.mp4"},
+    "outputs holds objects": {"id": TASK, "status": "completed", "outputs": [{"url": "https://cdn.example/v.mp4"}]},
+    "status is an object": {"id": TASK, "status": {"state": "completed"}},
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED_RESULTS)
+def test_a_malformed_result_answer_is_a_named_error_or_a_sane_prediction(api, name):
+    api.route(f"/api/v3/predictions/{TASK}/result", json_answer(MALFORMED_RESULTS[name]))
+    client = client_for(api)
+    try:
+        prediction = client.get_result(TASK)
+    except ServerError as exc:
+        assert TASK in str(exc)
+        return
+    finally:
+        client.close()
+    assert isinstance(prediction, Prediction) and prediction.id == TASK
+    assert all(isinstance(url, str) and url.startswith("https://") for url in prediction.outputs)
+    assert isinstance(prediction.timings, dict) and isinstance(prediction.status, str)
+
+
+def test_a_billed_submit_with_odd_extra_fields_still_returns_its_task_id(api):
+    """The POST was billed: an informational field of the wrong type must not lose the task."""
+    api.route("/api/v3/wavespeed-ai/magi-1-24b", json_answer(
+        {"id": TASK, "status": "created", "timings": [1], "outputs": 7}))
+    client = client_for(api)
+    try:
+        assert client.submit({"prompt": "a cat"}).id == TASK
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("upload", [
+    "not an object",
+    {"url": "PUT_URL", "headers": ["x"]},
+    {"url": ["PUT_URL"]},
+    {"url": "PUT_URL", "method": ["PUT"]},
+    {"url": "PUT_URL", "method": "PUT /x HTTP/1.1\r\nX-Injected: 1\r\n\r\nPUT"},
+    {"url": "PUT_URL", "headers": {"X-Amz-Meta": "a\r\nX-Injected: 1"}},
+    {"url": "PUT_URL", "headers": {"Bad Name": "1"}},
+])
+def test_a_malformed_upload_answer_is_an_upload_error(api, elsewhere, upload):
+    if isinstance(upload, dict):
+        upload = json.loads(json.dumps(upload).replace("PUT_URL", elsewhere.url + "/put"))
+    api.route("/api/v3/media/uploads", json_answer({"upload": upload, "download_url": "https://cdn.example/x"}))
+    elsewhere.route("/put", lambda seen: (200, {}, b""))
+    client = client_for(api)
+    try:
+        with pytest.raises(UploadError):
+            client.upload(b"png bytes", "frame.png")
+    finally:
+        client.close()
+
+
+def test_a_non_ascii_digit_content_length_is_not_a_raw_crash(api, tmp_path):
+    """'²' is a digit to str.isdigit() but not to int(): a hostile header must not crash the node."""
+    api.route("/clip.mp4", lambda seen: (200, {"Content-Length": "\u00b2", "Connection": "close"}, MP4_BODY))
+    try:
+        saved = download_video(api.url + "/clip.mp4", tmp_path / "v.mp4", attempts=1, timeout=(5, 5))
+    except DownloadError:
+        return
+    assert saved.read_bytes() == MP4_BODY
+
+
+def test_an_api_answer_of_the_wrong_type_is_never_a_raw_exception(api):
+    api.route(f"/api/v3/predictions/{TASK}/result", json_answer(["not", "an", "object"]))
+    client = client_for(api)
+    try:
+        with pytest.raises(ApiError):
+            client.get_result(TASK)
+    finally:
+        client.close()
+
+
+# === a file inside the allowed folders that makes FFmpeg read another file ==========================
+@pytest.fixture
+def folders(tmp_path, monkeypatch):
+    layout = {name: tmp_path / name for name in ("input", "output", "temp", "private")}
+    for path in layout.values():
+        path.mkdir()
+    for name in ("input", "output", "temp"):
+        monkeypatch.setenv(f"MAGI1_{name.upper()}_DIR", str(layout[name]))
+    write_clip(layout["private"] / "secret.mp4")
+    write_clip(layout["input"] / "clip.mp4")
+    return layout
+
+
+# FFmpeg picks a demuxer by content, not by name: these name other files or network addresses.
+# With opencv-python 4.8.1.78 (the floor requirements.txt allows) the HLS playlists decode the
+# private video's frames.
+DISGUISED = {
+    "an HLS playlist naming a file outside (relative)":
+        "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:1.0,\n../private/secret.mp4\n#EXT-X-ENDLIST\n",
+    "an HLS playlist naming a file outside (absolute)":
+        "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:1.0,\n{private}/secret.mp4\n#EXT-X-ENDLIST\n",
+    "an ffconcat script": "ffconcat version 1.0\nfile '{private}/secret.mp4'\n",
+    "an SDP description (opens UDP sockets)": "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\n"
+                                             "t=0 0\nm=video 5004 RTP/AVP 96\na=rtpmap:96 H264/90000\n",
+    "plain text": "-----BEGIN PGP PRIVATE KEY BLOCK-----\nsecret\n",
+}
+
+
+@pytest.mark.parametrize("name", DISGUISED)
+def test_a_file_named_like_a_video_but_not_a_video_container_is_refused(folders, name):
+    (folders["input"] / "playlist.mp4").write_text(DISGUISED[name].format(**folders))
+    ctx = pipeline.Context(output_dir=folders["output"], private_dir=folders["private"] / "magi1")
+    with pytest.raises(InputError) as refused:
+        pipeline.resolve_source(ctx, "playlist.mp4")
+    with pytest.raises(InputError) as missing:
+        pipeline.resolve_source(ctx, "nothing.mp4")
+    assert str(refused.value).replace("playlist", "X") == str(missing.value).replace("nothing", "X")
+
+
+def test_a_real_video_in_the_input_folder_still_loads(folders):
+    ctx = pipeline.Context(output_dir=folders["output"], private_dir=folders["private"] / "magi1")
+    assert pipeline.resolve_source(ctx, "clip.mp4") == (folders["input"] / "clip.mp4").resolve()
