@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 MAX_VIDEO_BYTES = 2 * 1024**3  # a 192-frame 720p MAGI-1 clip is tens of MB; 2 GiB is "something is wrong"
 CHUNK_BYTES = 1024 * 1024
 ATTEMPTS = 3
+MAX_SECONDS = 1800.0  # per try; 2 GiB at 1.2 MB/s. A server trickling bytes must not hold a worker for ever
+WATCH_TICK_S = 0.25  # how often the watchdog looks for Cancel and the deadline while a read blocks
 MP4_BOX_TYPES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pdin"}
 
 
@@ -57,8 +61,15 @@ def download_video(
     timeout: tuple[float, float] = (10.0, 60.0),
     throw_if_interrupted: Callable[[], None] = lambda: None,
     sleep: Callable[[float], None] = time.sleep,
+    max_seconds: float = MAX_SECONDS,
 ) -> Path:
-    """Download `url` to `dest` (atomically). Returns `dest`. Raises DownloadError."""
+    """Download `url` to `dest` (atomically). Returns `dest`. Raises DownloadError.
+
+    `timeout` bounds each connect and each read; `max_seconds` bounds a whole try, and a Cancel
+    (`throw_if_interrupted` raising) ends a read that blocks, within WATCH_TICK_S: a watchdog
+    thread shuts the socket down, so a server that sends one byte now and then cannot hold
+    the thread (and the pack's worker pool) for ever.
+    """
     try:
         check_url(url, what="the video URL")
     except UnsafeUrlError as exc:
@@ -72,7 +83,7 @@ def download_video(
         for attempt in range(1, attempts + 1):
             throw_if_interrupted()
             try:
-                size = _fetch_once(session, url, dest, max_bytes, timeout, throw_if_interrupted)
+                size = _fetch_once(session, url, dest, max_bytes, timeout, throw_if_interrupted, max_seconds)
                 log.info("saved %s to %s (%.1f MB)", what, dest, size / 1e6)
                 return dest
             except UnsafeUrlError as exc:
@@ -107,7 +118,65 @@ class _Retryable(Exception):
     pass
 
 
-def _fetch_once(session, url, dest, max_bytes, timeout, throw_if_interrupted) -> int:
+class _Watchdog:
+    """Shuts a streaming response's socket down at `deadline` or when `throw_if_interrupted` raises.
+
+    A read blocked in recv() then returns at once; `raise_if_fired` (called by the reader after
+    the read loop, whether it ended or failed) raises the Cancel or a DownloadError for the deadline.
+    """
+
+    def __init__(self, max_seconds: float, throw_if_interrupted: Callable[[], None]) -> None:
+        self.max_seconds = max_seconds
+        self.deadline = time.monotonic() + max_seconds
+        self.throw_if_interrupted = throw_if_interrupted
+        self.fired: BaseException | None = None
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, response: requests.Response) -> None:
+        self._thread = threading.Thread(target=self._run, args=(response,), name="magi1-download-watchdog",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, response: requests.Response) -> None:
+        while not self._done.wait(WATCH_TICK_S):
+            try:
+                self.throw_if_interrupted()
+            except BaseException as exc:  # noqa: BLE001 - the Cancel, handed to the reader
+                self.fired = exc
+            if self.fired is None and time.monotonic() > self.deadline:
+                self.fired = DownloadError(
+                    f"The download took longer than {self.max_seconds:.0f} s and was stopped (the server "
+                    "sends too slowly). Try again later or paste another URL."
+                )
+            if self.fired is not None:
+                _shut_down(response)
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def raise_if_fired(self) -> None:
+        self.stop()
+        if self.fired is not None:
+            raise self.fired
+
+
+def _shut_down(response: requests.Response) -> None:
+    """Wake a reader blocked on this response's socket (shutdown, not close: the reader owns it)."""
+    connection = getattr(response.raw, "connection", None) or getattr(response.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _fetch_once(session, url, dest, max_bytes, timeout, throw_if_interrupted, max_seconds=MAX_SECONDS) -> int:
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
     try:
         # Redirects are followed by requests, each hop checked by the guard before it is sent.
@@ -124,13 +193,20 @@ def _fetch_once(session, url, dest, max_bytes, timeout, throw_if_interrupted) ->
             if expected_size is not None and expected_size > max_bytes:
                 raise DownloadError(f"The video is {expected_size / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB cap.")
             size = 0
-            with open(tmp, "wb") as fh:
-                for chunk in response.iter_content(CHUNK_BYTES):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise DownloadError(f"The video grew past the {max_bytes / 1e6:.0f} MB cap; stopped.")
-                    fh.write(chunk)
-                    throw_if_interrupted()
+            watchdog = _Watchdog(max_seconds, throw_if_interrupted)
+            watchdog.watch(response)
+            try:
+                with open(tmp, "wb") as fh:
+                    for chunk in response.iter_content(CHUNK_BYTES):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise DownloadError(f"The video grew past the {max_bytes / 1e6:.0f} MB cap; stopped.")
+                        fh.write(chunk)
+                        throw_if_interrupted()
+            except Exception:
+                watchdog.raise_if_fired()  # a read cut short by the watchdog: its reason, not the symptom
+                raise
+            watchdog.raise_if_fired()  # a cut without Content-Length ends the loop quietly: never keep it
             received = response.raw.tell()  # bytes on the wire, before any content decoding
         if expected_size is not None and received != expected_size:
             raise _Retryable(f"truncated: got {received} of {expected_size} bytes")

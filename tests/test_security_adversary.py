@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -205,3 +207,82 @@ def test_a_file_named_like_a_video_but_not_a_video_container_is_refused(folders,
 def test_a_real_video_in_the_input_folder_still_loads(folders):
     ctx = pipeline.Context(output_dir=folders["output"], private_dir=folders["private"] / "magi1")
     assert pipeline.resolve_source(ctx, "clip.mp4") == (folders["input"] / "clip.mp4").resolve()
+
+
+# === a server that trickles: the download must stop on Cancel and at its deadline ==================
+@pytest.fixture
+def trickle():
+    """Answers 200 with a large Content-Length, then one byte every 0.2 s, for ever (each read is
+    well inside the read timeout, so only a deadline or a Cancel can end it)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve_one(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: 100000000\r\n\r\n"
+                             + MP4_BODY[:24])
+                while not stop.wait(0.2):
+                    conn.sendall(b"\x00")
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/clip.mp4"
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+class Cancelled(Exception):
+    pass
+
+
+def run_bounded(function, limit_s: float = 20.0):
+    """Run `function` in a thread; (finished, result or exception) after at most `limit_s`."""
+    outcome: list[object] = []
+    thread = threading.Thread(target=lambda: outcome.append(_call(function)), daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    return (not thread.is_alive()), (outcome[0] if outcome else None)
+
+
+def _call(function):
+    try:
+        return function()
+    except BaseException as exc:  # noqa: BLE001 - handed back to the test
+        return exc
+
+
+def test_a_trickling_download_stops_soon_after_cancel(trickle, tmp_path):
+    pressed = threading.Event()
+
+    def throw_if_interrupted() -> None:
+        if pressed.is_set():
+            raise Cancelled()
+
+    threading.Timer(0.5, pressed.set).start()
+    finished, outcome = run_bounded(lambda: download_video(
+        trickle, tmp_path / "v.mp4", timeout=(5, 5), throw_if_interrupted=throw_if_interrupted))
+    assert finished, "the download thread was still blocked 20 s after Cancel"
+    assert isinstance(outcome, Cancelled)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_trickling_download_stops_at_its_deadline(trickle, tmp_path):
+    finished, outcome = run_bounded(lambda: download_video(
+        trickle, tmp_path / "v.mp4", timeout=(5, 5), max_seconds=1.0))
+    assert finished, "the download was still running 20 s after its 1 s deadline"
+    assert isinstance(outcome, DownloadError) and "1 s" in str(outcome)
+    assert list(tmp_path.iterdir()) == []
