@@ -103,8 +103,10 @@ def request_refusal(method: str, headers: Mapping[str, str], *, own_names: Colle
         scheme = (parts.scheme or "").lower()
         if scheme not in _DEFAULT_PORTS or not parts.host or parts.auth or parts.path not in (None, ""):
             return "the request's Origin is not an http(s) origin"
+        # A Host without a port is the scheme's default port: a page on another port of the same
+        # machine is another origin even when ComfyUI listens on 80 or 443.
         origin_port = parts.port or _DEFAULT_PORTS[scheme]
-        if parts.host.lower().strip("[]") != host[0] or origin_port != (host[1] or origin_port):
+        if parts.host.lower().strip("[]") != host[0] or origin_port != (host[1] or _DEFAULT_PORTS[scheme]):
             return "the request comes from another site (its Origin is not this ComfyUI)"
     if method == "POST" and content_type != "application/json":
         return "send the key as JSON (Content-Type: application/json)"

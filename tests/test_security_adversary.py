@@ -15,7 +15,7 @@ import pytest
 
 from loopback_http import LoopbackHTTP, redirect_to
 from video_reference import write_clip
-from magi1 import config, pipeline
+from magi1 import config, key_routes, pipeline
 from magi1.client import Prediction, RetryPolicy, WaveSpeedClient
 from magi1.download import download_video
 from magi1.errors import ApiError, DownloadError, InputError, ServerError, UploadError
@@ -286,3 +286,25 @@ def test_a_trickling_download_stops_at_its_deadline(trickle, tmp_path):
     assert finished, "the download was still running 20 s after its 1 s deadline"
     assert isinstance(outcome, DownloadError) and "1 s" in str(outcome)
     assert list(tmp_path.iterdir()) == []
+
+
+# === the key route: a Host without a port means the scheme's default port ==========================
+OWN_PAGE = {"X-Magi1-Key-Route": "1"}
+
+
+@pytest.mark.parametrize("host, origin", [
+    ("127.0.0.1", "http://127.0.0.1:3000"),  # ComfyUI on port 80; a page of another local server
+    ("localhost", "http://localhost:5173"),
+    ("10.0.0.2", "https://10.0.0.2:8443"),
+])
+def test_the_key_route_refuses_a_page_on_another_port_when_comfyui_uses_the_default_port(host, origin):
+    headers = {**OWN_PAGE, "Host": host, "Origin": origin}
+    assert key_routes.request_refusal("POST", headers, content_type="application/json") is not None
+    assert key_routes.request_refusal("GET", headers) is not None
+
+
+@pytest.mark.parametrize("host, origin", [("127.0.0.1", "http://127.0.0.1"), ("10.0.0.2", "https://10.0.0.2"),
+                                          ("127.0.0.1:80", "http://127.0.0.1"), ("10.0.0.2:443", "https://10.0.0.2")])
+def test_the_key_route_still_accepts_comfyui_on_the_default_port(host, origin):
+    headers = {**OWN_PAGE, "Host": host, "Origin": origin}
+    assert key_routes.request_refusal("POST", headers, content_type="application/json") is None
