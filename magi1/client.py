@@ -165,6 +165,7 @@ def _retry_after(response: requests.Response, *, now: float | None = None) -> fl
 
 
 def _envelope(response: requests.Response) -> tuple[int | None, str, Any]:
+    """(code, message, data) of WaveSpeed's JSON envelope; the message without the request's key."""
     try:
         body = response.json()
     except ValueError:
@@ -172,7 +173,23 @@ def _envelope(response: requests.Response) -> tuple[int | None, str, Any]:
     if not isinstance(body, dict):
         return None, "", None
     code = body.get("code")
-    return (code if isinstance(code, int) else None), str(body.get("message") or ""), body.get("data")
+    message = without_credentials(str(body.get("message") or ""), response)
+    return (code if isinstance(code, int) else None), message, body.get("data")
+
+
+def without_credentials(text: str, response: requests.Response) -> str:
+    """`text` from an answer with the credential its request carried cut out.
+
+    A proxy or a debugging server in front of the API may echo the request's headers in an error
+    body; that text ends up in the node's error, /history and the log.
+    """
+    for answered in (*response.history, response):
+        request = answered.request
+        credential = (request.headers.get("Authorization") or "") if request is not None else ""
+        token = credential.split(" ", 1)[-1].strip()
+        if len(token) >= 8 and token in text:
+            text = text.replace(token, "<the API key>")
+    return text
 
 
 _BALANCE_WORDS = ("balance", "insufficient", "credit", "top up", "top-up", "quota")
@@ -393,6 +410,9 @@ class WaveSpeedClient:
                 f"collect {task_id} again by pasting it into Magi1Poll's task_id.",
                 status=response.status_code, task_id=task_id, answered_id=str(answered),
             )
+        error = data.get("error")
+        if isinstance(error, str):
+            data = {**data, "error": without_credentials(error, response)}
         try:
             return Prediction.from_data({**data, "id": task_id})
         except AnswerShapeError as exc:

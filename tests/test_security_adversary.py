@@ -308,3 +308,46 @@ def test_the_key_route_refuses_a_page_on_another_port_when_comfyui_uses_the_defa
 def test_the_key_route_still_accepts_comfyui_on_the_default_port(host, origin):
     headers = {**OWN_PAGE, "Host": host, "Origin": origin}
     assert key_routes.request_refusal("POST", headers, content_type="application/json") is None
+
+
+# === a proxy that echoes the request's headers: the key must not reach the node's error ============
+def echoing(status: int):
+    def answer(seen):
+        message = f"bad request; headers were: Authorization: {seen.headers.get('Authorization')}"
+        return status, {"Content-Type": "application/json"}, json.dumps({"code": status, "message": message}).encode()
+    return answer
+
+
+@pytest.mark.parametrize("status", [400, 401, 402, 404, 429, 500])
+def test_an_error_answer_echoing_the_authorization_header_never_shows_the_key(api, status):
+    api.route(f"/api/v3/predictions/{TASK}/result", echoing(status))
+    client = client_for(api)
+    try:
+        with pytest.raises(ApiError) as caught:
+            client.get_result(TASK)
+    finally:
+        client.close()
+    assert KEY not in str(caught.value) and KEY not in str(caught.value.service_message)
+    assert "bad request" in str(caught.value)
+
+
+def test_a_submit_answer_echoing_the_key_never_shows_it(api):
+    api.route("/api/v3/wavespeed-ai/magi-1-24b", echoing(502))
+    client = client_for(api)
+    try:
+        with pytest.raises(ApiError) as caught:
+            client.submit({"prompt": "a cat"})
+    finally:
+        client.close()
+    assert KEY not in str(caught.value)
+
+
+def test_a_failed_task_whose_error_echoes_the_key_never_shows_it(api):
+    api.route(f"/api/v3/predictions/{TASK}/result", json_answer(
+        {"id": TASK, "status": "failed", "error": f"upstream refused Bearer {KEY}"}))
+    client = client_for(api)
+    try:
+        prediction = client.get_result(TASK)
+    finally:
+        client.close()
+    assert prediction.has_failed and KEY not in prediction.error and "upstream refused" in prediction.error
