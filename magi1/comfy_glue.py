@@ -103,7 +103,7 @@ def _prompt_server() -> Any | None:
 
 # --- directories ----------------------------------------------------------------------------------
 def _env_dir(variable: str, default: str) -> Path:
-    return Path(os.environ.get(variable) or default).resolve()
+    return Path(os.path.abspath(os.environ.get(variable) or default))  # as written: symlinks kept
 
 
 def output_directory() -> Path:
@@ -131,12 +131,13 @@ def input_directory() -> Path:
 
 
 def local_video_roots() -> list[Path]:
-    """The folders Magi1LoadVideo may read local videos from: input, output, temp (symlinks resolved).
+    """The folders Magi1LoadVideo may read local videos from: input, output, temp, as configured
+    (absolute, symlinks not resolved: magi1.local_files resolves them itself).
 
     ComfyUI serves all three through `/view` already; outside ComfyUI the environment fallbacks
     ($MAGI1_INPUT_DIR, $MAGI1_OUTPUT_DIR, $MAGI1_TEMP_DIR, else ./input, ./output, ./temp).
     """
-    return [path.resolve() for path in (input_directory(), output_directory(), temp_directory())]
+    return [Path(os.path.abspath(path)) for path in (input_directory(), output_directory(), temp_directory())]
 
 
 def server_host_names() -> frozenset[str]:

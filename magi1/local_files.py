@@ -2,7 +2,9 @@
 
 A shared workflow is a stranger's input: a path in it must not reach a private key or any other
 file the server can read (FFmpeg decodes several text formats, `.asc`, `.nfo`, `.ans`, as video).
-So a local source is accepted only when, after resolving `~`, `..` and every symlink, it is a
+So a local source is accepted only when the path as written lies inside one of the allowed
+folders (checked by text alone, before any file system call: a Windows UNC path or an automount
+path outside is never even looked at) and, after resolving `..` and every symlink, it is a
 regular file inside one of the allowed folders, has a video file extension and starts like a video
 container (an MP4/MOV box, a Matroska/WebM header, an AVI header). FFmpeg picks its reader by
 content, not by name: an HLS playlist, an ffconcat script or an SDP description named `x.mp4`
@@ -61,15 +63,21 @@ def unquote(source: str) -> str:
 
 
 def allowed_roots(*extra: Path) -> list[Path]:
-    """ComfyUI's input, output and temp folders (the glue's fallbacks outside it), plus `extra`."""
+    """ComfyUI's input, output and temp folders (the glue's fallbacks outside it), plus `extra`,
+    each as written (absolute, normalised) and resolved: ComfyUI itself serves the written form."""
     from . import comfy_glue  # late: the glue is the only module that looks at ComfyUI
 
     roots: list[Path] = []
     for root in (*comfy_glue.local_video_roots(), *extra):
-        resolved = Path(root).resolve()
-        if resolved not in roots:
-            roots.append(resolved)
+        for form in (_lexical(Path(root)), Path(root).resolve()):
+            if form not in roots:
+                roots.append(form)
     return roots
+
+
+def _lexical(path: Path) -> Path:
+    """`path` made absolute with `..` and `.` removed by text alone: no file system call."""
+    return Path(os.path.normpath(os.path.abspath(path)))
 
 
 def _refused(source: str, roots: Sequence[Path]) -> InputError:
@@ -90,7 +98,8 @@ def resolve_local_video(source: str, roots: Sequence[Path]) -> Path:
     """The real path of an allowed local video; InputError (one and the same text) otherwise.
 
     `source` is absolute, or relative to the first root where it exists (input, then output,
-    then temp). `roots` must be resolved (allowed_roots() gives them so).
+    then temp). `roots` are absolute and normalised (allowed_roots() gives them so). The path is
+    checked twice: as written (without touching the file system) and after resolving symlinks.
     """
     text = unquote(source)
     shown = text or source
@@ -102,6 +111,11 @@ def resolve_local_video(source: str, roots: Sequence[Path]) -> Path:
     else:
         candidates = [root / given for root in roots]
     for candidate in candidates:
+        if not _inside(_lexical(candidate), roots):
+            # Refused before any file system call: resolving or even stat()ing a path can reach
+            # the network (a Windows UNC path \\host\share sends the user's NTLM hash; an
+            # autofs /net/host mounts it) or wait on a device, whatever the answer turns out to be.
+            continue
         try:
             real = candidate.resolve(strict=True)
             is_file = real.is_file()

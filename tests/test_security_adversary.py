@@ -351,3 +351,34 @@ def test_a_failed_task_whose_error_echoes_the_key_never_shows_it(api):
     finally:
         client.close()
     assert prediction.has_failed and KEY not in prediction.error and "upstream refused" in prediction.error
+
+
+# === a path outside the folders is refused by its text, before the file system is asked ============
+def test_an_absolute_path_outside_that_leads_inside_is_refused_by_its_text(folders, tmp_path):
+    """Resolving a path outside can already reach the network (a UNC path on Windows sends the
+    user's NTLM hash, /net/host mounts by autofs): a path written outside the folders is refused
+    without being resolved, even when a symlink there would lead back inside."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "clip.mp4").symlink_to(folders["input"] / "clip.mp4")
+    ctx = pipeline.Context(output_dir=folders["output"], private_dir=folders["private"] / "magi1")
+    with pytest.raises(InputError):
+        pipeline.resolve_source(ctx, str(tmp_path / "elsewhere" / "clip.mp4"))
+
+
+def test_dot_dot_out_of_the_folders_and_back_in_is_still_fine(folders):
+    ctx = pipeline.Context(output_dir=folders["output"], private_dir=folders["private"] / "magi1")
+    assert pipeline.resolve_source(ctx, "../input/clip.mp4") == (folders["input"] / "clip.mp4").resolve()
+
+
+def test_a_folder_given_through_a_symlink_is_allowed_as_written(tmp_path, monkeypatch):
+    """ComfyUI started with --input-directory naming a symlink: both spellings of a path work."""
+    real = tmp_path / "disk" / "input"
+    write_clip(real / "clip.mp4")
+    (tmp_path / "link").symlink_to(tmp_path / "disk", target_is_directory=True)
+    for name in ("output", "temp"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(f"MAGI1_{name.upper()}_DIR", str(tmp_path / name))
+    monkeypatch.setenv("MAGI1_INPUT_DIR", str(tmp_path / "link" / "input"))
+    ctx = pipeline.Context(output_dir=tmp_path / "output", private_dir=tmp_path / "private")
+    for source in ("clip.mp4", str(tmp_path / "link" / "input" / "clip.mp4"), str(real / "clip.mp4")):
+        assert pipeline.resolve_source(ctx, source) == (real / "clip.mp4").resolve()
