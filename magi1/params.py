@@ -56,10 +56,13 @@ _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 
 def visible_characters(text: str) -> str:
-    """`text` without control, format (zero-width, bidi), separator and blank-letter characters."""
-    return "".join(
+    """`text` without control, format (zero-width, bidi), separator and blank-letter characters;
+    empty too when only marks (category M: accents, the grapheme joiner, variation selectors)
+    remain, since a mark draws nothing without a letter or symbol to sit on."""
+    kept = "".join(
         c for c in text if unicodedata.category(c)[0] not in "CZ" and c not in _BLANK_LETTERS
     )
+    return kept if any(unicodedata.category(c)[0] != "M" for c in kept) else ""
 
 
 def _int(name: str, value: Any) -> int:

@@ -15,7 +15,7 @@ import pytest
 
 from loopback_http import LoopbackHTTP, redirect_to
 from video_reference import write_clip
-from magi1 import config, key_routes, pipeline
+from magi1 import config, key_routes, params, pipeline
 from magi1.client import Prediction, RetryPolicy, WaveSpeedClient
 from magi1.download import download_video
 from magi1.errors import ApiError, DownloadError, InputError, ServerError, UploadError
@@ -382,3 +382,16 @@ def test_a_folder_given_through_a_symlink_is_allowed_as_written(tmp_path, monkey
     ctx = pipeline.Context(output_dir=tmp_path / "output", private_dir=tmp_path / "private")
     for source in ("clip.mp4", str(tmp_path / "link" / "input" / "clip.mp4"), str(real / "clip.mp4")):
         assert pipeline.resolve_source(ctx, source) == (real / "clip.mp4").resolve()
+
+
+# === a prompt of marks only: nothing to draw them on ================================================
+@pytest.mark.parametrize("prompt", ["\u034f", "\ufe0f\ufe0f", "\u0300\u0301", "\U000e0100", "\u200b\u034f\ufe0e"])
+def test_a_prompt_of_combining_marks_or_variation_selectors_only_is_refused(prompt):
+    """A grapheme joiner or a variation selector draws nothing, and a lone accent has no letter."""
+    with pytest.raises(InputError, match="invisible|empty"):
+        params.build_request(prompt, 1)
+
+
+@pytest.mark.parametrize("prompt", ["e\u0301", "\u2764\ufe0f", "\u0915\u094d\u0937"])
+def test_a_prompt_with_marks_on_letters_is_kept(prompt):
+    assert params.build_request(prompt, 1).prompt == prompt
