@@ -298,7 +298,9 @@ class WaveSpeedClient:
                     + " redirected too many times. Check WAVESPEED_BASE_URL.",
                     task_id=task_id,
                 ) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ContentDecodingError,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                # A body that does not decode as its Content-Encoding says is a broken transfer too.
                 last_error = TransportError(
                     f"Could not reach WaveSpeed to {action}"
                     + (f" (task {task_id})" if task_id else "")
@@ -335,8 +337,9 @@ class WaveSpeedClient:
         code, message, data = _envelope(response)
         if not isinstance(data, dict) or (code is not None and code != 200):
             raise ServerError(
-                f"WaveSpeed answered {action} with something that is not its usual envelope "
-                f"(code {code}: {message or 'no message'}). Check WAVESPEED_BASE_URL.",
+                f"WaveSpeed answered {action}" + (f" (task {task_id})" if task_id else "")
+                + f" with something that is not its usual envelope (code {code}: {message or 'no message'}). "
+                "Check WAVESPEED_BASE_URL.",
                 status=response.status_code,
                 code=code,
                 service_message=message or None,
@@ -368,6 +371,8 @@ class WaveSpeedClient:
             raise _uncertain(f"no answer within {self.timeouts.submit:.0f} s") from None
         except requests.TooManyRedirects:
             raise _uncertain("the answer redirected too many times") from None
+        except requests.RequestException as exc:  # e.g. a body that does not decode: sent, maybe billed
+            raise _uncertain(f"the answer could not be read ({type(exc).__name__})") from None
         if response.status_code >= 500:
             code, message, _ = _envelope(response)
             raise _uncertain(f"HTTP {response.status_code}" + (f": {message}" if message else ""),

@@ -92,6 +92,8 @@ def download_video(
                 problem = str(exc)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 problem = f"the connection broke ({type(exc).__name__})"
+            except requests.RequestException as exc:  # a body that does not decode as its Content-Encoding says
+                problem = f"the answer could not be read ({type(exc).__name__})"
             if attempt < attempts:
                 log.warning("downloading %s: %s; retry %d/%d", what, problem, attempt, attempts - 1)
                 sleep(min(2.0 ** attempt, 10.0))

@@ -18,7 +18,7 @@ from video_reference import write_clip
 from magi1 import config, key_routes, params, pipeline
 from magi1.client import Prediction, RetryPolicy, WaveSpeedClient
 from magi1.download import download_video
-from magi1.errors import ApiError, DownloadError, InputError, ServerError, UploadError
+from magi1.errors import ApiError, DownloadError, InputError, ServerError, SubmitUncertainError, UploadError
 
 TASK = "0123456789abcdef0123456789abcdef"
 KEY = "sk-adversary-test-" + "k" * 20 + "9911"
@@ -42,6 +42,18 @@ def video_answer(seen):
 
 def client_for(server: LoopbackHTTP) -> WaveSpeedClient:
     return WaveSpeedClient(server.url, config.ApiKey(KEY, "test"), retry=FAST, sleep=lambda s: None)
+
+
+def result_error(server: LoopbackHTTP, answer) -> ApiError:
+    """The named error get_result raises when the task's check is answered by `answer`."""
+    server.route(f"/api/v3/predictions/{TASK}/result", answer)
+    client = client_for(server)
+    try:
+        with pytest.raises(ApiError) as caught:
+            client.get_result(TASK)
+    finally:
+        client.close()
+    return caught.value
 
 
 # === a ~/.netrc "default" entry: requests would send it to every host ==============================
@@ -156,13 +168,7 @@ def test_a_non_ascii_digit_content_length_is_not_a_raw_crash(api, tmp_path):
 
 
 def test_an_api_answer_of_the_wrong_type_is_never_a_raw_exception(api):
-    api.route(f"/api/v3/predictions/{TASK}/result", json_answer(["not", "an", "object"]))
-    client = client_for(api)
-    try:
-        with pytest.raises(ApiError):
-            client.get_result(TASK)
-    finally:
-        client.close()
+    assert TASK in str(result_error(api, json_answer(["not", "an", "object"])))
 
 
 # === a file inside the allowed folders that makes FFmpeg read another file ==========================
@@ -320,15 +326,9 @@ def echoing(status: int):
 
 @pytest.mark.parametrize("status", [400, 401, 402, 404, 429, 500])
 def test_an_error_answer_echoing_the_authorization_header_never_shows_the_key(api, status):
-    api.route(f"/api/v3/predictions/{TASK}/result", echoing(status))
-    client = client_for(api)
-    try:
-        with pytest.raises(ApiError) as caught:
-            client.get_result(TASK)
-    finally:
-        client.close()
-    assert KEY not in str(caught.value) and KEY not in str(caught.value.service_message)
-    assert "bad request" in str(caught.value)
+    error = result_error(api, echoing(status))
+    assert KEY not in str(error) and KEY not in str(error.service_message)
+    assert "bad request" in str(error)
 
 
 def test_a_submit_answer_echoing_the_key_never_shows_it(api):
@@ -395,3 +395,35 @@ def test_a_prompt_of_combining_marks_or_variation_selectors_only_is_refused(prom
 @pytest.mark.parametrize("prompt", ["e\u0301", "\u2764\ufe0f", "\u0915\u094d\u0937"])
 def test_a_prompt_with_marks_on_letters_is_kept(prompt):
     assert params.build_request(prompt, 1).prompt == prompt
+
+
+# === a body that cannot be decoded as its Content-Encoding says ====================================
+@pytest.mark.parametrize("encoding, body", [
+    ("gzip", MP4_BODY),  # says gzip, is not
+    ("deflate", b"\x78\x9c" + b"\xff" * 40),
+    ("gzip, gzip, gzip, gzip, gzip, gzip, gzip", MP4_BODY),  # more layers than urllib3 allows
+])
+def test_a_body_that_does_not_decode_is_a_download_error(api, tmp_path, encoding, body):
+    api.route("/clip.mp4", lambda seen: (200, {"Content-Type": "video/mp4", "Content-Encoding": encoding}, body))
+    with pytest.raises(DownloadError):
+        download_video(api.url + "/clip.mp4", tmp_path / "v.mp4", attempts=2, timeout=(5, 5), sleep=lambda s: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def garbled(status: int = 200):
+    return lambda seen: (status, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, b'{"code": 200}')
+
+
+def test_an_api_answer_that_does_not_decode_is_a_named_error(api):
+    assert TASK in str(result_error(api, garbled()))
+
+
+def test_a_submit_answer_that_does_not_decode_says_the_task_may_be_billed(api):
+    api.route("/api/v3/wavespeed-ai/magi-1-24b", garbled())
+    client = client_for(api)
+    try:
+        with pytest.raises(SubmitUncertainError):
+            client.submit({"prompt": "a cat"})
+    finally:
+        client.close()
+    assert len(api.seen) == 1  # sent once, never again
