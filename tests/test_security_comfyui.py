@@ -88,6 +88,18 @@ def test_a_symlink_in_the_input_folder_pointing_outside_is_refused(env, outside)
     assert leaked(env) == []
 
 
+def test_an_hls_playlist_named_like_a_video_in_input_is_refused(env, outside):
+    """FFmpeg reads by content: with opencv-python 4.8 this playlist decoded the private video."""
+    playlist = env.server.input_dir / "playlist.mp4"
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:1.0,\n{outside}/secret.mp4\n#EXT-X-ENDLIST\n")
+    try:
+        message = failure(env, "playlist.mp4")
+    finally:
+        playlist.unlink()
+    assert "input, output or temp" in message
+    assert leaked(env) == []
+
+
 def test_a_missing_file_and_a_refused_one_get_the_same_answer(env, outside):
     exists, missing = str(outside / "secret.mp4"), str(outside / "absent.mp4")
     assert failure(env, exists).replace(exists, "<path>") == failure(env, missing).replace(missing, "<path>")
