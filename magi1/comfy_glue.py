@@ -155,6 +155,22 @@ def server_host_names() -> frozenset[str]:
     return frozenset(name.strip().strip("[]").lower() for name in listen.split(",") if name.strip())
 
 
+def server_port() -> int | None:
+    """The port a running ComfyUI server listens on (`--port`); None outside a running server.
+
+    The URL policy refuses this port on this machine: a workflow must not reach ComfyUI's own
+    routes (nor another pack's) through Magi1LoadVideo's URL.
+    """
+    if _prompt_server() is None:
+        return None
+    try:
+        from comfy.cli_args import args
+    except Exception:  # noqa: BLE001 - an older or unusual ComfyUI: no port known
+        return None
+    port = getattr(args, "port", None)
+    return port if isinstance(port, int) else None
+
+
 def user_directory() -> Path:
     """ComfyUI's user directory root; outside ComfyUI $MAGI1_USER_DIR or ./user."""
     if IN_COMFYUI:

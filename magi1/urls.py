@@ -3,7 +3,9 @@
 One policy for the base URL, the upload URL, every download and every redirect hop:
 `https://` to any host, `http://` only to a loopback host (127.0.0.0/8, ::1, `localhost`); a
 host of plain letters, digits, `.-_` or an IP literal; no user-info (`user@`), no backslash, no
-control character or space, no https → http downgrade on a redirect, at most `MAX_REDIRECTS` hops. URLs are parsed with `urllib3.util.parse_url`, the parser
+control character or space, no https → http downgrade on a redirect, at most `MAX_REDIRECTS` hops,
+never the running ComfyUI's own port on this machine (its routes, and other packs', would bypass
+the local-folder rule). URLs are parsed with `urllib3.util.parse_url`, the parser
 requests itself uses to decide where to connect, so the host checked is the host connected to
 (`urllib.parse` reads `http://evil\\@127.0.0.1/` as 127.0.0.1; requests connects to `evil`).
 
@@ -118,7 +120,30 @@ def check_url(url: str, *, what: str = "URL", previous: str | None = None) -> st
             f"Refusing plain http:// for {what} {redact(url)}: only https:// is allowed, "
             "or http:// on this machine (127.0.0.1, ::1, localhost) for a local emulator."
         )
+    if _is_comfyui_itself(parts, scheme):
+        raise UnsafeUrlError(
+            f"Refusing {what} {redact(url)}: it points at ComfyUI itself. A URL may not reach "
+            "ComfyUI's own routes (or another pack's); give a local path for a file in ComfyUI's "
+            "input, output or temp folder instead."
+        )
     return url
+
+
+def _is_comfyui_itself(parts: Url, scheme: str) -> bool:
+    """True when `parts` names the running ComfyUI's port on this machine (a loopback or
+    unspecified address, or a name it listens on). False outside a running ComfyUI."""
+    from . import comfy_glue  # late: the glue is the only module that looks at ComfyUI
+
+    own_port = comfy_glue.server_port()
+    if own_port is None or (parts.port or DEFAULT_PORTS[scheme]) != own_port:
+        return False
+    host = (parts.host or "").lower().strip("[]")
+    if is_loopback_host(host) or host in comfy_glue.server_host_names():
+        return True
+    try:
+        return ipaddress.ip_address(host).is_unspecified  # 0.0.0.0 and :: reach this machine
+    except ValueError:
+        return False
 
 
 def origin(url: str) -> tuple[str, str, int]:

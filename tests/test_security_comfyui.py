@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from comfyui_harness import PromptFailed
+from loopback_http import LoopbackHTTP, redirect_to
 
 KEY_ROUTE = "/magi1/api_key"
 _seeds = iter(range(7000, 10**6))
@@ -97,6 +98,25 @@ def test_an_hls_playlist_named_like_a_video_in_input_is_refused(env, outside):
     finally:
         playlist.unlink()
     assert "input, output or temp" in message
+    assert leaked(env) == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LocalHost"])
+def test_a_workflow_cannot_make_the_pack_fetch_from_comfyui_itself(env, host):
+    """Any route of ComfyUI or of another pack (some serve files from any path) would bypass the
+    local-folder rule: ComfyUI's own port on a loopback address is refused like any refused URL."""
+    write_clip(env.server.input_dir / "mine.mp4", frames=4)
+    message = failure(env, f"http://{host}:{env.server.port}/api/view?filename=mine.mp4&type=input")
+    assert "ComfyUI itself" in message
+    assert leaked(env) == []
+
+
+def test_a_redirect_to_comfyui_itself_is_refused(env):
+    write_clip(env.server.input_dir / "mine.mp4", frames=4)
+    with LoopbackHTTP() as other:
+        other.route("/clip.mp4", redirect_to(f"{env.server.url}/api/view?filename=mine.mp4&type=input"))
+        message = failure(env, other.url + "/clip.mp4")
+    assert "ComfyUI itself" in message
     assert leaked(env) == []
 
 
