@@ -154,13 +154,18 @@ def origin(url: str) -> tuple[str, str, int]:
 
 
 def redirect_target(response: requests.Response) -> str | None:
-    """The absolute URL a redirect answer points to, resolved the way requests resolves it."""
+    """The absolute URL a redirect answer points to, resolved the way requests resolves it;
+    UnsafeUrlError (the answer closed) when the Location cannot be parsed."""
     if not response.is_redirect:
         return None
     location = response.headers["location"].encode("latin1").decode("utf8", "replace")
-    if location.startswith("//"):
-        location = f"{parse_url(response.url).scheme}:{location}"
-    return urljoin(response.url, location)
+    try:
+        if location.startswith("//"):
+            location = f"{parse_url(response.url).scheme}:{location}"
+        return urljoin(response.url, location)
+    except (LocationParseError, ValueError):  # e.g. "http://[::1/x": an unclosed or bad IP literal
+        response.close()
+        raise UnsafeUrlError("a redirect names a URL that cannot be parsed; refused.") from None
 
 
 def check_redirect(response: requests.Response, *, what: str = "a redirect") -> None:

@@ -18,7 +18,15 @@ from video_reference import write_clip
 from magi1 import config, key_routes, params, pipeline
 from magi1.client import Prediction, RetryPolicy, WaveSpeedClient
 from magi1.download import download_video
-from magi1.errors import ApiError, DownloadError, InputError, ServerError, SubmitUncertainError, UploadError
+from magi1.errors import (
+    ApiError,
+    DownloadError,
+    InputError,
+    Magi1Error,
+    ServerError,
+    SubmitUncertainError,
+    UploadError,
+)
 
 TASK = "0123456789abcdef0123456789abcdef"
 KEY = "sk-adversary-test-" + "k" * 20 + "9911"
@@ -427,3 +435,25 @@ def test_a_submit_answer_that_does_not_decode_says_the_task_may_be_billed(api):
     finally:
         client.close()
     assert len(api.seen) == 1  # sent once, never again
+
+
+# === a redirect whose Location no parser can read ====================================================
+UNREADABLE_LOCATIONS = ["http://[::1/x", "https://[zz]/", "//[", "https://[::1]:99999/"]
+
+
+@pytest.mark.parametrize("location", UNREADABLE_LOCATIONS)
+def test_an_unreadable_redirect_from_a_download_is_a_download_error(api, tmp_path, location):
+    api.route("/clip.mp4", redirect_to(location))
+    with pytest.raises(DownloadError):
+        download_video(api.url + "/clip.mp4", tmp_path / "v.mp4", attempts=1, timeout=(5, 5))
+
+
+@pytest.mark.parametrize("location", UNREADABLE_LOCATIONS)
+def test_an_unreadable_redirect_from_the_api_is_a_named_error(api, location):
+    api.route(f"/api/v3/predictions/{TASK}/result", redirect_to(location))
+    client = client_for(api)
+    try:
+        with pytest.raises(Magi1Error):
+            client.get_result(TASK)
+    finally:
+        client.close()
