@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from comfyui_harness import ComfyUIServer, ComfyUIUnavailable, check_prerequisites
+from tools.comfyui_harness import ComfyUIServer, ComfyUIUnavailable, check_prerequisites
 
 
 @dataclass

@@ -32,7 +32,7 @@ from browser_support import (
     launch_chromium,
     save_screenshot,
 )
-from comfyui_harness import ComfyUIServer, status_message
+from tools.comfyui_harness import ComfyUIServer, status_message
 from fixtures_comfyui import require_comfyui
 
 NODE_TYPES = ("Magi1Submit", "Magi1Poll", "Magi1LoadVideo")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from comfyui_harness import (
+from tools.comfyui_harness import (
     REPO_ROOT,
     ComfyUIServer,
     PromptInterrupted,

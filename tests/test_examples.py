@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from video_reference import read_rgb_frames
 
-from comfyui_harness import SKIPPED_NODE_TYPES, workflow_to_prompt
+from tools.comfyui_harness import SKIPPED_NODE_TYPES, workflow_to_prompt
 from tools import build_examples
 from tools.wavespeed_emulator import videogen
 

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from comfyui_harness import PromptFailed, PromptInterrupted, PromptRejected
+from tools.comfyui_harness import PromptFailed, PromptInterrupted, PromptRejected
 
 from tools.wavespeed_emulator import EmulatorServer
 
