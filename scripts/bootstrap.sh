@@ -6,7 +6,8 @@
 #     0.24.1, torchaudio 2.9.1: 0.33 imports torchaudio at start-up; ~7 GB). Its source comes from
 #     the archive named by MAGI1_COMFYUI_033_ARCHIVE (a .tar.gz of the unmodified tree, as CI has),
 #     otherwise from a git checkout of ComfyUI's v0.33.0 tag (needs git and the network).
-#   - Debian's chromium for the browser tests (only with --browser)
+#   - Debian's chromium for the browser tests (only with --browser; the browser tests install it
+#     themselves through scripts/install_browser.sh when they run)
 # Everything lands in a cache outside the repo ($MAGI1_CACHE, default ~/.cache/comfyui-magi1).
 # Prints nothing but progress on stderr; on stdout, NAME=value lines for scripts/env.sh:
 # MAGI1_COMFYUI_DIR and MAGI1_PYTHON, and with --comfyui-033 MAGI1_COMFYUI_033_DIR and MAGI1_PYTHON_033.
@@ -122,11 +123,8 @@ if [ "$want_033" = 1 ]; then
 fi
 
 # --- browser ------------------------------------------------------------------------------------
-if [ "$want_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then
-  log "installing Debian's chromium"
-  if [ "$(id -u)" = 0 ]; then sudo_cmd=(); else sudo_cmd=(sudo); fi
-  "${sudo_cmd[@]}" apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium fonts-dejavu-core >&2
+if [ "$want_browser" = 1 ]; then
+  bash "$here/scripts/install_browser.sh"
 fi
 
 echo "MAGI1_COMFYUI_DIR=$comfy_dir"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,16 @@ INITIAL_LOCAL_STORAGE = {"vueNodesBannerDismissed": "true"}
 
 
 def launch_chromium(playwright: Any) -> Any:
-    """Debian's chromium (never a Playwright download), headless, with the flags this machine needs."""
+    """Debian's chromium (never a Playwright download), headless, with the flags this machine needs.
+
+    Installed here, on first use, by scripts/install_browser.sh: only a run with browser tests needs it.
+    """
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/bootstrap.sh --browser (it installs Debian's "
-                    "chromium package).", pytrace=False)
+        installer = REPO_ROOT / "scripts" / "install_browser.sh"
+        done = subprocess.run(["bash", str(installer)], capture_output=True, text=True, timeout=900)
+        if done.returncode != 0 or not CHROMIUM.exists():
+            pytest.fail(f"{CHROMIUM} is missing and {installer} could not install Debian's chromium "
+                        f"package:\n{done.stderr[-2000:]}", pytrace=False)
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_FLAGS), headless=True)
 
 

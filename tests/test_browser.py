@@ -33,7 +33,6 @@ from browser_support import (
     save_screenshot,
 )
 from tools.comfyui_harness import ComfyUIServer, status_message
-from fixtures_comfyui import require_comfyui
 
 NODE_TYPES = ("Magi1Submit", "Magi1Poll", "Magi1LoadVideo")
 VIDEO_NODE_TYPES = ("Magi1Poll", "Magi1LoadVideo")
@@ -93,14 +92,13 @@ class KeylessComfyUI:
 
 
 @pytest.fixture(scope="module")
-def keyless(tmp_path_factory) -> Iterator[KeylessComfyUI]:
-    """ComfyUI with no key in its environment, in front of an emulator that accepts one key only."""
-    require_comfyui()
+def keyless(tmp_path_factory, comfyui_version) -> Iterator[KeylessComfyUI]:
+    """ComfyUI (each version) with no key in its environment, before an emulator accepting one key only."""
     from tools.wavespeed_emulator import EmulatorServer
 
     key = "ws-browser-test-" + secrets.token_hex(12)
     emulator = EmulatorServer(port=0, latency=1.0, default_resolution="480p", api_key=key).start()
-    server = ComfyUIServer(tmp_path_factory.mktemp("comfyui-keyless"),
+    server = ComfyUIServer(tmp_path_factory.mktemp("comfyui-keyless"), version=comfyui_version,
                            env={"WAVESPEED_BASE_URL": emulator.base_url})
     try:
         server.start()

@@ -18,11 +18,9 @@ from tools.comfyui_harness import (
     REPO_ROOT,
     ComfyUIServer,
     PromptInterrupted,
-    comfyui_dir,
     status_message,
     workflow_to_prompt,
 )
-from fixtures_comfyui import require_comfyui
 from magi1 import comfy_glue
 
 # --- outside ComfyUI ------------------------------------------------------------------------------
@@ -274,13 +272,13 @@ def _tree_snapshot(root: Path) -> set[tuple[str, int, int]]:
 
 
 @pytest.fixture(scope="module")
-def probe_server(tmp_path_factory):
-    require_comfyui()
+def probe_server(tmp_path_factory, comfyui_version):
     pack = tmp_path_factory.mktemp("probe_pack") / "magi1_probe"
     pack.mkdir()
     (pack / "__init__.py").write_text(PROBE_PACK.format(repo=str(REPO_ROOT)))
-    tree_before = _tree_snapshot(comfyui_dir())
-    with ComfyUIServer(tmp_path_factory.mktemp("comfyui_probe"), packs={"magi1_probe": pack}) as server:
+    tree_before = _tree_snapshot(comfyui_version.comfy_dir)
+    with ComfyUIServer(tmp_path_factory.mktemp("comfyui_probe"), packs={"magi1_probe": pack},
+                       version=comfyui_version) as server:
         server.tree_before = tree_before
         yield server
 
@@ -393,7 +391,7 @@ def test_a_ui_workflow_converts_and_runs(probe_server):
 
 
 def test_the_shared_comfyui_tree_is_left_untouched(probe_server):
-    assert _tree_snapshot(comfyui_dir()) == probe_server.tree_before
+    assert _tree_snapshot(probe_server.comfy_dir) == probe_server.tree_before
 
 
 # --- inside a real ComfyUI: the pack itself -------------------------------------------------------
@@ -411,5 +409,5 @@ def test_the_pack_registers_its_three_nodes_under_wavespeed(comfyui):
 def test_the_pack_loads_from_a_folder_outside_the_comfyui_tree(comfyui):
     link = comfyui.server.custom_nodes_dir / "comfyui-magi1"
     assert link.resolve() == REPO_ROOT
-    assert comfyui_dir() not in link.parents
+    assert comfyui.server.comfy_dir not in link.parents
     assert f": {link}" in comfyui.server.log_text()  # ComfyUI's "Import times for custom nodes"

@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import secrets
 import shutil
 import sys
@@ -36,7 +35,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = REPO_ROOT / "examples"
 DEFAULT_WORKFLOW = "magi1_image_to_video"
 DEFAULT_OUT = REPO_ROOT / "out" / "demo"
-CALLER_DIR_VARIABLE = "MAGI1_DEMO_CALLER_DIR"  # set by scripts/demo.sh
 DEMO_LATENCY_S = 5.0
 DEMO_RESOLUTION = "720p"
 # The emulator answers at once and has no rate limit, so the demo polls more often than the
@@ -56,13 +54,8 @@ class DemoError(RuntimeError):
     """The demo could not finish; the message says what to look at."""
 
 
-def caller_path(path: Path) -> Path:
-    """A relative path as the user meant it: scripts/demo.sh changes to the repo root first."""
-    return path if path.is_absolute() else Path(os.environ.get(CALLER_DIR_VARIABLE, ".")) / path
-
-
 def resolve_workflow(name_or_path: str) -> Path:
-    candidates = [caller_path(Path(name_or_path)), EXAMPLES_DIR / name_or_path,
+    candidates = [Path(name_or_path), EXAMPLES_DIR / name_or_path,
                   EXAMPLES_DIR / f"{name_or_path}.json"]
     for candidate in candidates:
         if candidate.is_file():
@@ -397,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     try:
         workflow_path = resolve_workflow(args.workflow)
-        out_dir = caller_path(args.out)
+        out_dir = args.out
         with DemoServers(latency=args.latency, log_requests=args.verbose) as servers:
             result = run_workflow(servers.server, workflow_path, timeout=args.timeout)
             task_ids = [task["id"] for task in servers.emulator.tasks()]
