@@ -1,4 +1,4 @@
-"""Several MAGI-1 branches in one graph, and a batch, against one branch (issue 5, targets 3-4).
+"""Several MAGI-1 branches in one graph, and a batch, against one branch (README: benchmarks).
 
 Runs a real ComfyUI with this pack against the bundled emulator (each task takes LATENCY s on
 the "service"), in the same run:

@@ -28,6 +28,12 @@ CHROMIUM_FLAGS = (
 VIEWPORT = {"width": 1400, "height": 900}
 EXTENSION_NAME = "WaveSpeed.MAGI1"
 PACK_FOLDER = "comfyui-magi1"  # the custom_nodes/ folder name the harness gives this repo
+# The template browser: a PrimeVue dialog with this class in the 0.3.75 front end, a dialog holding
+# the same card grid (data-testid "template-workflows-content") in 0.33.0's 1.49.6.
+TEMPLATE_DIALOG = (".workflow-template-selector-dialog, "
+                   "[role='dialog']:has([data-testid='template-filter-bar'])")
+# A modal's backdrop: PrimeVue's mask (0.3.75's front end), the dialog overlay (1.49.6).
+DIALOG_MASK = ".p-dialog-mask, [data-testid='dialog-overlay']"
 APP_READY_TIMEOUT_MS = 60_000
 UI_TIMEOUT_MS = 15_000
 
@@ -109,7 +115,7 @@ class ComfyPage:
 
     def close_dialogs(self) -> None:
         for _ in range(3):
-            if not self.page.locator(".p-dialog-mask").count():
+            if not self.page.locator(DIALOG_MASK).count():
                 return
             self.page.keyboard.press("Escape")
             time.sleep(0.2)
@@ -169,17 +175,24 @@ class ComfyPage:
     def open_templates(self, module: str = PACK_FOLDER) -> Any:
         """The template browser on the entry of custom node pack `module`; returns its card grid."""
         self.js("() => { app.extensionManager.command.execute('Comfy.BrowseTemplates') }")
-        dialog = self.page.locator(".workflow-template-selector-dialog")
+        dialog = self.page.locator(TEMPLATE_DIALOG).first
         dialog.wait_for()
-        dialog.get_by_text(module, exact=True).first.click()
+        entry = dialog.get_by_text(module, exact=True).first
+        entry.wait_for()
+        # 1.49.6 lists the packs below a long category list that animates while it fills: a
+        # pointer click waits for a stable box (and can time out), a DOM click does not need one.
+        entry.evaluate("(element) => element.scrollIntoView({block: 'center'})")
+        entry.dispatch_event("click")
         grid = dialog.get_by_test_id("template-workflows-content")
         grid.wait_for()
         return grid
 
     def load_template(self, name: str, module: str = PACK_FOLDER) -> None:
         grid = self.open_templates(module)
-        grid.get_by_test_id(f"template-workflow-{name}").click()
-        self.page.locator(".workflow-template-selector-dialog").wait_for(state="detached")
+        card = grid.get_by_test_id(f"template-workflow-{name}")
+        card.wait_for()
+        card.dispatch_event("click")  # its thumbnail zooms on hover: no stable box for a pointer click
+        self.page.locator(TEMPLATE_DIALOG).first.wait_for(state="detached")
         self.page.wait_for_function("() => app.graph.nodes.some((n) => n.type === 'Magi1Submit')")
 
     # --- graph ----------------------------------------------------------------------------------

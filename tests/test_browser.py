@@ -2,18 +2,18 @@
 
 What a user sees: the three nodes in the node search and the node library (under WaveSpeed/MAGI-1,
 with their descriptions), the examples in the template browser with thumbnails, each example run
-with the Run button showing the wait's status on Magi1Poll and then a playable video on Magi1Poll
+(as loaded, on a fresh ComfyUI) with the Run button showing the wait's status on Magi1Poll and then a playable video on Magi1Poll
 and Magi1LoadVideo, and the API-key setting: stored on the server, used for the calls, and found
 nowhere else (workflow, browser storage, ComfyUI's settings file, history, page, log).
 
-The tests write the screenshots in docs/screenshots/ that the README shows.
+Every test runs on ComfyUI 0.3.75 (front end 1.3x) and 0.33.0 (front end 1.49.6). The tests write
+the screenshots in docs/screenshots/ that the README shows, from 0.3.75 (SCREENSHOT_VERSION).
 """
 from __future__ import annotations
 
 import json
 import re
 import secrets
-import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,18 +26,18 @@ import pytest
 from browser_support import (
     EXAMPLES_DIR,
     PACK_FOLDER,
+    TEMPLATE_DIALOG,
     VIEWPORT,
     ComfyPage,
     example_names,
     launch_chromium,
-    save_screenshot,
+    save_screenshot as _save_screenshot,
 )
 from tools.comfyui_harness import ComfyUIServer, status_message
 
 NODE_TYPES = ("Magi1Submit", "Magi1Poll", "Magi1LoadVideo")
 VIDEO_NODE_TYPES = ("Magi1Poll", "Magi1LoadVideo")
 CATEGORY = "WaveSpeed/MAGI-1"
-FIRST_FRAME = "magi1_first_frame.png"
 SCREENSHOT_EXAMPLE = "magi1_text_to_video"
 WAIT_LATENCY_S = 4.0  # long enough to see the status text change, short enough for a test
 POLL_INTERVAL_S = 0.5
@@ -45,6 +45,13 @@ RUN_TIMEOUT_S = 180
 WAITING_TEXT = r"^(created|processing) · \d+ s"
 SCREENSHOT_NODE_TYPES = ("Magi1Submit", "Magi1Poll", "Magi1LoadVideo")
 SEED_MAX = 2_147_483_647
+SCREENSHOT_VERSION = "0.3.75"  # the README's screenshots; the other version's runs take none
+
+
+def save_screenshot(ui: ComfyPage, target, name: str) -> None:
+    """docs/screenshots/<name>.png, from the ComfyUI version the README shows."""
+    if ui.server.version == SCREENSHOT_VERSION:
+        _save_screenshot(target, name)
 
 
 def pytest_generate_tests(metafunc):
@@ -113,13 +120,6 @@ def node_info(server: ComfyUIServer) -> dict[str, dict]:
     return {node_type: server.object_info(node_type) for node_type in NODE_TYPES}
 
 
-def provide_first_frame(server: ComfyUIServer) -> None:
-    """The image examples load magi1_first_frame.png from ComfyUI's input folder."""
-    target = server.input_dir / FIRST_FRAME
-    if not target.exists():
-        shutil.copyfile(EXAMPLES_DIR / FIRST_FRAME, target)
-
-
 def prepare_example_run(ui: ComfyPage) -> None:
     """New seeds (new tasks, so there is a wait to watch) and a short poll interval."""
     for node_id in ui.node_ids("Magi1Submit"):
@@ -155,7 +155,7 @@ def test_node_search_finds_the_three_nodes_under_wavespeed_magi1(ui, comfyui):
     first_description = infos[next(t for t, i in infos.items() if i["display_name"] == results[0]["name"])]
     preview = ui.page.locator(".comfy-vue-node-preview-container")
     preview.get_by_text(first_description["description"][:60]).wait_for()
-    save_screenshot(ui.page, "node-search")
+    save_screenshot(ui, ui.page, "node-search")
     ui.page.keyboard.press("Escape")
 
     found = {result["name"]: result["category"] for result in results}
@@ -194,7 +194,7 @@ def test_node_library_shows_them_under_wavespeed_magi1_with_descriptions(ui, com
             info = infos[node_type]
             library.get_by_text(info["display_name"], exact=True).hover()
             ui.page.get_by_text(info["description"][:60]).first.wait_for()
-        save_screenshot(ui.page, "node-library")
+        save_screenshot(ui, ui.page, "node-library")
     finally:
         ui.page.mouse.move(VIEWPORT["width"] - 10, VIEWPORT["height"] - 10)
         ui.close_sidebar()
@@ -214,14 +214,15 @@ def test_examples_are_in_the_template_browser_with_thumbnails(ui):
             thumbnail.wait_for()
             ui.page.wait_for_function("(img) => img.complete", arg=thumbnail.element_handle())
             assert thumbnail.evaluate("(img) => img.naturalWidth") > 0, f"{name}.jpg did not load"
-        save_screenshot(ui.page.locator(".workflow-template-selector-dialog"), "templates")
+        save_screenshot(ui, ui.page.locator(TEMPLATE_DIALOG).first, "templates")
     finally:
         ui.close_dialogs()
 
 
 # --- running the examples ------------------------------------------------------------------------
 def test_example_shows_status_while_waiting_then_a_playable_video(ui, comfyui, slow_emulator, example):
-    provide_first_frame(comfyui.server)
+    # As loaded from the template browser on a fresh ComfyUI: nothing is copied into its input
+    # folder by the test (the pack put the first frame there at start).
     ui.load_template(example)
     prepare_example_run(ui)
     ui.focus_nodes(SCREENSHOT_NODE_TYPES)
@@ -238,7 +239,7 @@ def test_example_shows_status_while_waiting_then_a_playable_video(ui, comfyui, s
     if example == SCREENSHOT_EXAMPLE:
         ui.wait_for_progress_text(polls[0], r"^processing · [1-9]", timeout=30)
         ui.settle(0.2)
-        save_screenshot(ui.page, "status-text")
+        save_screenshot(ui, ui.page, "status-text")
 
     entry = comfyui.server.wait(prompt_id, timeout=RUN_TIMEOUT_S)
     assert entry["status"]["status_str"] == "success"
@@ -256,7 +257,7 @@ def test_example_shows_status_while_waiting_then_a_playable_video(ui, comfyui, s
         ui.js("""() => document.querySelectorAll('.comfy-img-preview video')
                  .forEach((v) => { v.currentTime = Math.min(1.5, v.duration / 2); })""")
         ui.settle(0.6)
-        save_screenshot(ui.page, "video-preview")
+        save_screenshot(ui, ui.page, "video-preview")
     assert ui.our_errors() == []
 
 
@@ -324,7 +325,7 @@ def test_api_key_from_settings_is_used_and_kept_only_on_the_server(browser, keyl
         ui.page.wait_for_function("(el) => el.dataset.state === 'settings'", arg=status.element_handle())
         assert field.input_value() == ""
         assert key[-4:] in status.inner_text() and key not in ui.page.content()
-        save_screenshot(ui.page.locator(".p-dialog").filter(has=field), "settings-api-key")
+        save_screenshot(ui, ui.page.locator(".p-dialog").filter(has=field), "settings-api-key")
         ui.close_dialogs()
 
         # The key is used: the emulator accepts only this key, and the run succeeds.

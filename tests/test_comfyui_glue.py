@@ -1,4 +1,4 @@
-"""magi1.comfy_glue, outside ComfyUI (fallbacks) and inside a real ComfyUI 0.3.75.
+"""magi1.comfy_glue, outside ComfyUI (fallbacks) and inside a real ComfyUI (0.3.75 and 0.33.0).
 
 Inside ComfyUI a tiny probe pack, written into a temporary folder, drives the glue the way the
 MAGI-1 nodes do: async nodes waiting with NodeProgress, Cancel, previews, routes, the private
@@ -71,20 +71,19 @@ def test_private_directory_tightens_a_folder_created_too_open(standalone_dirs):
 
 
 def test_outside_comfyui_cancel_is_a_local_flag_cleared_by_the_raise():
-    assert not comfy_glue.is_interrupted()
     comfy_glue.throw_if_interrupted()  # nothing pending: no raise
-    comfy_glue.request_interrupt()
-    assert comfy_glue.is_interrupted()
+    comfy_glue._standalone_interrupt.set()  # what Cancel would set
     with pytest.raises(comfy_glue.INTERRUPT_EXCEPTION):
         comfy_glue.throw_if_interrupted()
-    assert not comfy_glue.is_interrupted()
+    assert not comfy_glue._standalone_interrupt.is_set()
+    comfy_glue.throw_if_interrupted()  # cleared by the raise: no second raise
 
 
 def test_node_progress_clamps_keeps_its_text_and_is_a_cancel_checkpoint():
     progress = comfy_glue.NodeProgress("7", total=4)
     progress.update(9, "almost")
     assert (progress.value, progress.text) == (4, "almost")
-    comfy_glue.request_interrupt()
+    comfy_glue._standalone_interrupt.set()
     with pytest.raises(comfy_glue.INTERRUPT_EXCEPTION):
         progress.update(1)
 

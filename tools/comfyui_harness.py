@@ -531,7 +531,9 @@ class WebSocketRecorder:
 
 
 # --- UI-format workflow → API-format prompt -------------------------------------------------------
-WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
+# COMFY_DYNAMICCOMBO_V3: a combo whose choice adds inputs (0.33.0's SaveVideo `codec`); its own
+# value is one widget value, like a combo's (the sub-inputs of a choice are not supported here).
+WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "COMFY_DYNAMICCOMBO_V3"})
 SEED_CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
 SKIPPED_NODE_TYPES = frozenset({"Note", "MarkdownNote", "PrimitiveNode", "Reroute"})
 MODE_MUTED, MODE_BYPASSED = 2, 4
