@@ -49,7 +49,7 @@ The V3 node schema (`comfy_api.latest`: `io.ComfyNode`, `ComfyExtension`, `ui.Pr
 - Both load a module's `comfy_entrypoint()` (async allowed) when it has no NODE_CLASS_MAPPINGS,
   and take node ids, display names and the V1 `/object_info` view from `define_schema()`.
 - `ComfyExtension.on_load()` is awaited by 0.33.0's loader and never called by 0.3.75's: start-up
-  work (`provide_input_file`) runs in `comfy_entrypoint()` itself, which both call.
+  work runs in `make_extension()`, called from `comfy_entrypoint()`, which both versions call.
 - A V3 output node gets the hidden inputs `prompt` and `extra_pnginfo` added to its schema; a V3
   combo is listed as `["COMBO", {"options": [...]}]` instead of V1's `[[...], {...}]`. Both
   versions do both; the front ends of both read either form.
@@ -346,6 +346,25 @@ def send_event(event: str, data: dict, *, to_current_client: bool = False) -> No
         return
     sid = getattr(server, "client_id", None) if to_current_client else None
     server.send_sync(event, data, sid)
+
+
+def make_extension(node_classes: list[type], on_start: Callable[[], Any] | None = None) -> Any:
+    """The pack's `ComfyExtension` (what `comfy_entrypoint()` returns), listing `node_classes`.
+
+    `on_start` runs here, at once: 0.33.0 awaits `ComfyExtension.on_load()` but 0.3.75 never calls
+    it, while both call `comfy_entrypoint()`. Its failure is logged; the nodes still load.
+    """
+    if on_start is not None:
+        try:
+            on_start()
+        except Exception:
+            log.exception("The MAGI-1 pack's start-up step failed; the nodes still load.")
+
+    class Magi1Extension(ComfyExtension):
+        async def get_node_list(self) -> list[type]:
+            return list(node_classes)
+
+    return Magi1Extension()
 
 
 def add_routes(register: Callable[[Any], None]) -> bool:

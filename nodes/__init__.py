@@ -12,18 +12,11 @@ EXAMPLE_FIRST_FRAME = Path(__file__).resolve().parent.parent / "examples" / "mag
 _glue.add_routes(_key_routes.make_register(_glue.private_directory))
 
 
-class Magi1Extension(_glue.ComfyExtension):
-    async def get_node_list(self):
-        return list(NODES)
-
-
-async def comfy_entrypoint() -> Magi1Extension:
+async def comfy_entrypoint():
     """Called by ComfyUI when it loads the pack. The example workflows' LoadImage names
-    magi1_first_frame.png: it is put into ComfyUI's input folder here if absent, so a template
-    runs as loaded. Here and not in `ComfyExtension.on_load`: ComfyUI 0.3.75 never calls on_load
-    (0.33.0 does), while both call this."""
-    _glue.provide_input_file(EXAMPLE_FIRST_FRAME)
-    return Magi1Extension()
+    magi1_first_frame.png: it is put into ComfyUI's input folder at start if absent, so a template
+    runs as loaded on a fresh ComfyUI."""
+    return _glue.make_extension(NODES, on_start=lambda: _glue.provide_input_file(EXAMPLE_FIRST_FRAME))
 
 
 __all__ = ["comfy_entrypoint"]

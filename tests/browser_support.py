@@ -34,6 +34,10 @@ TEMPLATE_DIALOG = (".workflow-template-selector-dialog, "
                    "[role='dialog']:has([data-testid='template-filter-bar'])")
 # A modal's backdrop: PrimeVue's mask (0.3.75's front end), the dialog overlay (1.49.6).
 DIALOG_MASK = ".p-dialog-mask, [data-testid='dialog-overlay']"
+# The Run button: inside the element with this test id (0.3.75's front end), or that element (1.49.6).
+RUN_BUTTON = "[data-testid='queue-button'] button, button[data-testid='queue-button']"
+# The settings dialog: PrimeVue's (0.3.75's front end), a plain dialog element (1.49.6).
+SETTINGS_DIALOG = ".settings-container, .p-dialog, [role='dialog']"
 APP_READY_TIMEOUT_MS = 60_000
 UI_TIMEOUT_MS = 15_000
 
@@ -169,7 +173,7 @@ class ComfyPage:
     # --- settings -------------------------------------------------------------------------------
     def open_settings(self, category: str) -> None:
         self.js("() => { app.extensionManager.command.execute('Comfy.ShowSettingsDialog') }")
-        self.page.locator(".settings-container, .p-dialog").get_by_text(category, exact=True).first.click()
+        self.page.locator(SETTINGS_DIALOG).get_by_text(category, exact=True).first.click()
 
     # --- templates ------------------------------------------------------------------------------
     def open_templates(self, module: str = PACK_FOLDER) -> Any:
@@ -214,7 +218,7 @@ class ComfyPage:
         """Press Run; the prompt id ComfyUI answered with."""
         with self.page.expect_response(
                 lambda r: r.url.endswith("/api/prompt") and r.request.method == "POST") as answer:
-            self.page.get_by_test_id("queue-button").get_by_role("button", name="Run").click()
+            self.page.locator(RUN_BUTTON).filter(has_text="Run").first.click()
         body = answer.value.json()
         assert answer.value.ok, f"ComfyUI refused the prompt: {body}"
         return body["prompt_id"]
@@ -292,7 +296,7 @@ class ComfyPage:
     def save_workflow(self, filename: str) -> None:
         """Save the open workflow under the user's workflows, as Workflow › Save does."""
         self.js("() => { app.extensionManager.command.execute('Comfy.SaveWorkflow') }")
-        name = self.page.locator(".p-dialog input").first
+        name = self.page.locator(".p-dialog input, [role='dialog'] input").first
         name.fill(filename)
         name.press("Enter")
         self.page.wait_for_function(

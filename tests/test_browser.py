@@ -325,7 +325,7 @@ def test_api_key_from_settings_is_used_and_kept_only_on_the_server(browser, keyl
         ui.page.wait_for_function("(el) => el.dataset.state === 'settings'", arg=status.element_handle())
         assert field.input_value() == ""
         assert key[-4:] in status.inner_text() and key not in ui.page.content()
-        save_screenshot(ui, ui.page.locator(".p-dialog").filter(has=field), "settings-api-key")
+        save_screenshot(ui, ui.page.locator(".p-dialog, [role='dialog']").filter(has=field).first, "settings-api-key")
         ui.close_dialogs()
 
         # The key is used: the emulator accepts only this key, and the run succeeds.

@@ -70,6 +70,18 @@ def test_private_directory_tightens_a_folder_created_too_open(standalone_dirs):
     assert stat.S_IMODE(comfy_glue.private_directory().stat().st_mode) == 0o700
 
 
+def test_provide_input_file_copies_into_the_input_folder_once_and_keeps_a_users_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAGI1_INPUT_DIR", str(tmp_path / "input"))
+    source = tmp_path / "frame.png"
+    source.write_bytes(b"ours")
+    placed = comfy_glue.provide_input_file(source)
+    assert placed == (tmp_path / "input" / "frame.png").resolve() and placed.read_bytes() == b"ours"
+    placed.write_bytes(b"the user's own")
+    assert comfy_glue.provide_input_file(source) == placed
+    assert placed.read_bytes() == b"the user's own"
+    assert [p.name for p in placed.parent.iterdir()] == ["frame.png"]  # no partial file left
+
+
 def test_outside_comfyui_cancel_is_a_local_flag_cleared_by_the_raise():
     comfy_glue.throw_if_interrupted()  # nothing pending: no raise
     comfy_glue._standalone_interrupt.set()  # what Cancel would set

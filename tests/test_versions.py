@@ -6,8 +6,9 @@ from the V1 to the V3 schema; tests/fixtures/ keeps what the V1 nodes were (thei
 "unchanged" is checked against the real thing, not against a description of it.
 
 Differences between the versions the pack meets, and where each is handled:
-- `ComfyExtension.on_load` is awaited by 0.33.0 and never called by 0.3.75: the examples' first
-  frame is put into the input folder in `comfy_entrypoint()` (nodes/__init__.py), which both call
+- `ComfyExtension.on_load` is awaited by 0.33.0 and never called by 0.3.75: the pack's start-up
+  step (the examples' first frame into the input folder) runs in comfy_glue.make_extension(),
+  called from `comfy_entrypoint()`, which both call
   (test_a_fresh_comfyui_has_the_examples_first_frame_in_its_input_folder).
 - 0.33.0's /object_info lists seven more keys per node, all at their empty defaults for these
   nodes (EXTRA_NODE_KEYS): nothing to handle (test_object_info_is_the_v1_nodes_apart_from_what_v3_adds).

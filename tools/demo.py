@@ -76,11 +76,14 @@ class RunResult:
 
 def _copy_inputs(workflow: dict, workflow_dir: Path, input_dir: Path) -> None:
     """Put the images the workflow's LoadImage nodes name (found beside the workflow or in
-    examples/) into ComfyUI's input folder."""
+    examples/) into ComfyUI's input folder, unless they are there already (the pack itself puts
+    the examples' first frame there at start)."""
     for node in workflow["nodes"]:
         if node["type"] != "LoadImage":
             continue
         name = node["widgets_values"][0]
+        if (input_dir / name).is_file():
+            continue
         source = next((folder / name for folder in (workflow_dir, EXAMPLES_DIR) if (folder / name).is_file()), None)
         if source is None:
             raise DemoError(f"LoadImage asks for {name!r}, which is neither in {workflow_dir} nor in {EXAMPLES_DIR}.")
