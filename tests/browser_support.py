@@ -38,6 +38,11 @@ DIALOG_MASK = ".p-dialog-mask, [data-testid='dialog-overlay']"
 RUN_BUTTON = "[data-testid='queue-button'] button, button[data-testid='queue-button']"
 # The settings dialog: PrimeVue's (0.3.75's front end), a plain dialog element (1.49.6).
 SETTINGS_DIALOG = ".settings-container, .p-dialog, [role='dialog']"
+# The node search box (double-click on the canvas) and its results, in either front end.
+NODE_SEARCH_INPUT = ".comfy-vue-node-search-box input, input[placeholder='Add a node...']"
+NODE_SEARCH_RESULT = "li.p-autocomplete-option, [data-testid='result-item']"
+NODE_SEARCH_PREVIEW = ".comfy-vue-node-preview-container, [data-testid='result-item']"
+NODE_LIBRARY_INPUT = "input.search-box-input, input[placeholder='Search...']"
 APP_READY_TIMEOUT_MS = 60_000
 UI_TIMEOUT_MS = 15_000
 
@@ -140,10 +145,15 @@ class ComfyPage:
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
         box = self.page.locator("#graph-canvas").bounding_box()
-        search = self.page.locator(".comfy-vue-node-search-box input").first
+        search = self.page.locator(NODE_SEARCH_INPUT).first
+        spot = (box["x"] + box["width"] * at[0], box["y"] + box["height"] * at[1])
         for attempt in range(3):  # a double click the canvas takes for two single clicks opens nothing
+            self.page.mouse.move(*spot)
             self.settle()
-            self.page.mouse.dblclick(box["x"] + box["width"] * at[0], box["y"] + box["height"] * at[1])
+            if attempt < 2:
+                self.page.mouse.dblclick(*spot)
+            else:  # then the front end's own command (the pointer is at the spot)
+                self.js("() => app.extensionManager.command.execute('Workspace.SearchBox.Toggle')")
             try:
                 search.wait_for(timeout=3000)
                 break
@@ -151,20 +161,38 @@ class ComfyPage:
                 if attempt == 2:
                     raise
         search.fill(query)
-        options = self.page.locator("li.p-autocomplete-option")
+        options = self.page.locator(NODE_SEARCH_RESULT)
         options.first.wait_for()
         time.sleep(0.5)  # the preview of the highlighted node renders next to the list
-        return [
-            {"name": option.get_attribute("aria-label"),
-             "category": _one_line(option.locator(".option-category").inner_text()),
-             "source": _one_line(option.locator(".option-badges").inner_text())}
-            for option in options.all()
-        ]
+        results = []
+        for option in options.all():
+            if option.get_attribute("data-testid") == "result-item":  # 1.49.6: lines of text
+                lines = [line.strip() for line in option.inner_text().splitlines() if line.strip()]
+                results.append({"name": lines[0], "source": lines[1], "category": lines[2]})
+            else:
+                results.append({"name": option.get_attribute("aria-label"),
+                                "category": _one_line(option.locator(".option-category").inner_text()),
+                                "source": _one_line(option.locator(".option-badges").inner_text())})
+        return results
+
+    def add_search_result(self, text: str, at: tuple[float, float]) -> None:
+        """Click the search result showing `text`. 1.49.6 then hangs the new node on the pointer
+        until a click places it (Escape would drop it): click at `at` (where 0.3.75 already put it)."""
+        self.page.locator(NODE_SEARCH_RESULT).filter(has_text=text).first.click()
+        box = self.page.locator("#graph-canvas").bounding_box()
+        spot = (box["x"] + box["width"] * at[0], box["y"] + box["height"] * at[1])
+        self.page.mouse.move(*spot)
+        self.page.mouse.click(*spot)
 
     # --- node library --------------------------------------------------------------------------
     def open_node_library(self, query: str) -> None:
         self.js("() => app.extensionManager.sidebarTab.toggleSidebarTab('node-library')")
-        self.page.locator("input.search-box-input").fill(query)
+        self.page.locator(NODE_LIBRARY_INPUT).first.fill(query)
+
+    def node_library(self) -> Any:
+        """The node library panel (0.3.75's front end); the page in 1.49.6, whose panel has no mark."""
+        panel = self.page.locator(".side-bar-panel, .sidebar-content-container")
+        return panel.first if panel.count() else self.page.locator("body")
 
     def close_sidebar(self) -> None:
         self.js("""() => { const s = app.extensionManager.sidebarTab;
