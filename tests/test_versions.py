@@ -16,6 +16,11 @@ Differences between the versions the pack meets, and where each is handled:
   COMFY_DYNAMICCOMBO_V3 where 0.3.75 has a combo: the same widget value ("auto") in the saved
   workflow; the harness's UI → API converter reads it as a widget (tools/comfyui_harness.py,
   WIDGET_TYPES), as the front end does (test_a_workflow_saved_with_the_v1_nodes_runs_unchanged).
+- The front ends differ (0.3.75's 1.3x, 0.33.0's 1.49.6): the template browser, the node search
+  (a node picked there hangs on the pointer until a click places it), the node library, the Run
+  button, the settings dialog and where a saved workflow is stored. web/magi1.js needed no change
+  (its hooks, setting and preview note work on both: tests/test_browser.py runs on both); what
+  the tests drive is found on either in tests/browser_support.py.
 - 0.33.0 locks its SQLite database: every server gets its own --database-url (tools/comfyui_harness.py).
 - 0.33.0 imports torchaudio at start-up: its venv takes torch 2.9.1 (scripts/bootstrap.sh).
 """
