@@ -1,6 +1,6 @@
-"""ComfyUI entry point of the MAGI-1 (WaveSpeedAI) node pack: registration only."""
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+"""ComfyUI entry point of the MAGI-1 (WaveSpeedAI) node pack: registration only (V3 schema)."""
+from .nodes import comfy_entrypoint
 
 WEB_DIRECTORY = "./web"
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

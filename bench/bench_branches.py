@@ -1,4 +1,4 @@
-"""Several MAGI-1 branches in one graph, and a batch, against one branch (issue 5, targets 3-4).
+"""Several MAGI-1 branches in one graph, and a batch, against one branch (README: benchmarks).
 
 Runs a real ComfyUI with this pack against the bundled emulator (each task takes LATENCY s on
 the "service"), in the same run:
@@ -8,21 +8,15 @@ the "service"), in the same run:
 and prints wall time, the ratio to one branch, and the result GETs each task cost against the
 bound T / interval + 2. Target: N branches and a batch of N finish in at most 1.3× one branch.
 
-    $MAGI1_PYTHON bench/bench_branches.py [--branches 3] [--latency 5] [--interval 1]
+    $MAGI1_PYTHON -m bench.bench_branches [--branches 3] [--latency 5] [--interval 1]
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from comfyui_harness import ComfyUIServer  # noqa: E402
-
-from tools.wavespeed_emulator import EmulatorServer  # noqa: E402
+from tools.comfyui_harness import ComfyUIServer
+from tools.wavespeed_emulator import EmulatorServer
 
 _seed = iter(range(10_000, 10**9))
 

@@ -42,6 +42,20 @@ What ComfyUI 0.3.75 does, read from its source (the reasons behind the choices b
 - Routes: `PromptServer.instance.routes.get/post(...)` decorators at the pack's import time;
   main.py copies them (plus an "/api" prefixed twin) into the app after custom nodes load, so a
   route added later is never served.
+
+The V3 node schema (`comfy_api.latest`: `io.ComfyNode`, `ComfyExtension`, `ui.PreviewVideo`), as
+0.3.75 and 0.33.0 have it (read from both sources; tests/test_versions.py names each difference):
+
+- Both load a module's `comfy_entrypoint()` (async allowed) when it has no NODE_CLASS_MAPPINGS,
+  and take node ids, display names and the V1 `/object_info` view from `define_schema()`.
+- `ComfyExtension.on_load()` is awaited by 0.33.0's loader and never called by 0.3.75's: start-up
+  work runs in `make_extension()`, called from `comfy_entrypoint()`, which both versions call.
+- A V3 output node gets the hidden inputs `prompt` and `extra_pnginfo` added to its schema; a V3
+  combo is listed as `["COMBO", {"options": [...]}]` instead of V1's `[[...], {...}]`. Both
+  versions do both; the front ends of both read either form.
+- `validate_inputs` runs at queue time (POST /prompt) with the inputs it names, only for values
+  typed in the prompt (a linked input is absent); a named input skips ComfyUI's own min/max check.
+  `fingerprint_inputs` replaces IS_CHANGED. Same on both versions.
 """
 from __future__ import annotations
 
@@ -67,6 +81,19 @@ except Exception as exc:  # noqa: BLE001 - anything here means "not inside a usa
     _model_management = _comfy_utils = _folder_paths = None
     IN_COMFYUI = False
     _WHY_NOT = f"{type(exc).__name__}: {exc}"
+
+# The V3 node schema, for nodes/: None outside ComfyUI (the node classes are only defined inside it).
+io: Any = None
+ui: Any = None
+ComfyExtension: Any = None
+if IN_COMFYUI:
+    try:
+        import comfy_api.latest as _v3
+
+        ComfyExtension, io, ui = _v3.ComfyExtension, _v3.io, _v3.ui
+    except Exception:  # a ComfyUI without the V3 schema cannot load the nodes
+        log.exception("This ComfyUI has no V3 node schema (comfy_api.latest): the MAGI-1 nodes "
+                      "need ComfyUI 0.3.75 or newer.")
 
 if IN_COMFYUI:
     INTERRUPT_EXCEPTION: type[Exception] = _model_management.InterruptProcessingException
@@ -112,6 +139,38 @@ def output_directory() -> Path:
         return Path(_folder_paths.get_output_directory())
     _fallback("output_directory()")
     return _env_dir("MAGI1_OUTPUT_DIR", "output")
+
+
+def input_directory() -> Path:
+    """ComfyUI's input directory (LoadImage's folder); outside ComfyUI $MAGI1_INPUT_DIR or ./input."""
+    if IN_COMFYUI:
+        return Path(_folder_paths.get_input_directory())
+    _fallback("input_directory()")
+    return _env_dir("MAGI1_INPUT_DIR", "input")
+
+
+def provide_input_file(source: str | os.PathLike) -> Path | None:
+    """Copy `source` into ComfyUI's input folder under its own name, unless a file is already there.
+
+    For the examples' first frame: a template loaded from the template browser names it in a
+    LoadImage node, and a fresh ComfyUI's input folder is empty. An existing file (the user's) is
+    never replaced. Returns the path in the input folder, or None when it could not be written (logged).
+    """
+    source = Path(source)
+    target = input_directory() / source.name
+    if target.exists():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_bytes(source.read_bytes())
+        os.replace(partial, target)
+    except OSError as exc:
+        log.warning("Could not put %s into ComfyUI's input folder (%s); the image examples need it "
+                    "there: copy it by hand.", source.name, exc)
+        return None
+    log.info("Put the examples' %s into ComfyUI's input folder (%s).", source.name, target.parent)
+    return target
 
 
 def temp_directory() -> Path:
@@ -193,13 +252,6 @@ def private_directory() -> Path:
 
 
 # --- cancel ---------------------------------------------------------------------------------------
-def is_interrupted() -> bool:
-    """True once the user pressed Cancel; reading does not clear it (throw_if_interrupted does)."""
-    if IN_COMFYUI:
-        return _model_management.processing_interrupted()
-    return _standalone_interrupt.is_set()
-
-
 def throw_if_interrupted() -> None:
     """Raise ComfyUI's own interrupt exception (reported as `execution_interrupted`) after Cancel.
 
@@ -210,14 +262,6 @@ def throw_if_interrupted() -> None:
     elif _standalone_interrupt.is_set():
         _standalone_interrupt.clear()
         raise INTERRUPT_EXCEPTION("Processing interrupted")
-
-
-def request_interrupt() -> None:
-    """Press Cancel from code: ComfyUI's global interrupt, or the stand-alone flag outside it."""
-    if IN_COMFYUI:
-        _model_management.interrupt_current_processing(True)
-    else:
-        _standalone_interrupt.set()
 
 
 # --- progress -------------------------------------------------------------------------------------
@@ -333,6 +377,17 @@ def output_preview(paths: list[Path]) -> dict:
     return {"images": previews, "animated": (True,)}
 
 
+def preview_video(paths: list[Path]) -> Any:
+    """A node's typed UI output (`ui.PreviewVideo`) previewing the saved videos; None when there is
+    nothing ComfyUI can serve. Outside ComfyUI: the same content as a plain dict (`output_preview`)."""
+    previews = output_preview(paths)
+    if not previews:
+        return None
+    if ui is None:
+        return previews
+    return ui.PreviewVideo(previews["images"])
+
+
 def send_event(event: str, data: dict, *, to_current_client: bool = False) -> None:
     """A custom websocket event for the pack's front-end code; broadcast unless told otherwise."""
     server = _prompt_server()
@@ -340,6 +395,25 @@ def send_event(event: str, data: dict, *, to_current_client: bool = False) -> No
         return
     sid = getattr(server, "client_id", None) if to_current_client else None
     server.send_sync(event, data, sid)
+
+
+def make_extension(node_classes: list[type], on_start: Callable[[], Any] | None = None) -> Any:
+    """The pack's `ComfyExtension` (what `comfy_entrypoint()` returns), listing `node_classes`.
+
+    `on_start` runs here, at once: 0.33.0 awaits `ComfyExtension.on_load()` but 0.3.75 never calls
+    it, while both call `comfy_entrypoint()`. Its failure is logged; the nodes still load.
+    """
+    if on_start is not None:
+        try:
+            on_start()
+        except Exception:
+            log.exception("The MAGI-1 pack's start-up step failed; the nodes still load.")
+
+    class Magi1Extension(ComfyExtension):
+        async def get_node_list(self) -> list[type]:
+            return list(node_classes)
+
+    return Magi1Extension()
 
 
 def add_routes(register: Callable[[Any], None]) -> bool:

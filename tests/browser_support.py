@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,21 @@ CHROMIUM_FLAGS = (
 VIEWPORT = {"width": 1400, "height": 900}
 EXTENSION_NAME = "WaveSpeed.MAGI1"
 PACK_FOLDER = "comfyui-magi1"  # the custom_nodes/ folder name the harness gives this repo
+# The template browser: a PrimeVue dialog with this class in the 0.3.75 front end, a dialog holding
+# the same card grid (data-testid "template-workflows-content") in 0.33.0's 1.49.6.
+TEMPLATE_DIALOG = (".workflow-template-selector-dialog, "
+                   "[role='dialog']:has([data-testid='template-filter-bar'])")
+# A modal's backdrop: PrimeVue's mask (0.3.75's front end), the dialog overlay (1.49.6).
+DIALOG_MASK = ".p-dialog-mask, [data-testid='dialog-overlay']"
+# The Run button: inside the element with this test id (0.3.75's front end), or that element (1.49.6).
+RUN_BUTTON = "[data-testid='queue-button'] button, button[data-testid='queue-button']"
+# The settings dialog: PrimeVue's (0.3.75's front end), a plain dialog element (1.49.6).
+SETTINGS_DIALOG = ".settings-container, .p-dialog, [role='dialog']"
+# The node search box (double-click on the canvas) and its results, in either front end.
+NODE_SEARCH_INPUT = ".comfy-vue-node-search-box input, input[placeholder='Add a node...']"
+NODE_SEARCH_RESULT = "li.p-autocomplete-option, [data-testid='result-item']"
+NODE_SEARCH_PREVIEW = ".comfy-vue-node-preview-container, [data-testid='result-item']"
+NODE_LIBRARY_INPUT = "input.search-box-input, input[placeholder='Search...']"
 APP_READY_TIMEOUT_MS = 60_000
 UI_TIMEOUT_MS = 15_000
 
@@ -40,10 +56,16 @@ INITIAL_LOCAL_STORAGE = {"vueNodesBannerDismissed": "true"}
 
 
 def launch_chromium(playwright: Any) -> Any:
-    """Debian's chromium (never a Playwright download), headless, with the flags this machine needs."""
+    """Debian's chromium (never a Playwright download), headless, with the flags this machine needs.
+
+    Installed here, on first use, by scripts/install_browser.sh: only a run with browser tests needs it.
+    """
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/bootstrap.sh --browser (it installs Debian's "
-                    "chromium package).", pytrace=False)
+        installer = REPO_ROOT / "scripts" / "install_browser.sh"
+        done = subprocess.run(["bash", str(installer)], capture_output=True, text=True, timeout=900)
+        if done.returncode != 0 or not CHROMIUM.exists():
+            pytest.fail(f"{CHROMIUM} is missing and {installer} could not install Debian's chromium "
+                        f"package:\n{done.stderr[-2000:]}", pytrace=False)
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_FLAGS), headless=True)
 
 
@@ -102,7 +124,7 @@ class ComfyPage:
 
     def close_dialogs(self) -> None:
         for _ in range(3):
-            if not self.page.locator(".p-dialog-mask").count():
+            if not self.page.locator(DIALOG_MASK).count():
                 return
             self.page.keyboard.press("Escape")
             time.sleep(0.2)
@@ -123,10 +145,15 @@ class ComfyPage:
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
         box = self.page.locator("#graph-canvas").bounding_box()
-        search = self.page.locator(".comfy-vue-node-search-box input").first
+        search = self.page.locator(NODE_SEARCH_INPUT).first
+        spot = (box["x"] + box["width"] * at[0], box["y"] + box["height"] * at[1])
         for attempt in range(3):  # a double click the canvas takes for two single clicks opens nothing
+            self.page.mouse.move(*spot)
             self.settle()
-            self.page.mouse.dblclick(box["x"] + box["width"] * at[0], box["y"] + box["height"] * at[1])
+            if attempt < 2:
+                self.page.mouse.dblclick(*spot)
+            else:  # then the front end's own command (the pointer is at the spot)
+                self.js("() => app.extensionManager.command.execute('Workspace.SearchBox.Toggle')")
             try:
                 search.wait_for(timeout=3000)
                 break
@@ -134,20 +161,38 @@ class ComfyPage:
                 if attempt == 2:
                     raise
         search.fill(query)
-        options = self.page.locator("li.p-autocomplete-option")
+        options = self.page.locator(NODE_SEARCH_RESULT)
         options.first.wait_for()
         time.sleep(0.5)  # the preview of the highlighted node renders next to the list
-        return [
-            {"name": option.get_attribute("aria-label"),
-             "category": _one_line(option.locator(".option-category").inner_text()),
-             "source": _one_line(option.locator(".option-badges").inner_text())}
-            for option in options.all()
-        ]
+        results = []
+        for option in options.all():
+            if option.get_attribute("data-testid") == "result-item":  # 1.49.6: lines of text
+                lines = [line.strip() for line in option.inner_text().splitlines() if line.strip()]
+                results.append({"name": lines[0], "source": lines[1], "category": lines[2]})
+            else:
+                results.append({"name": option.get_attribute("aria-label"),
+                                "category": _one_line(option.locator(".option-category").inner_text()),
+                                "source": _one_line(option.locator(".option-badges").inner_text())})
+        return results
+
+    def add_search_result(self, text: str, at: tuple[float, float]) -> None:
+        """Click the search result showing `text`. 1.49.6 then hangs the new node on the pointer
+        until a click places it (Escape would drop it): click at `at` (where 0.3.75 already put it)."""
+        self.page.locator(NODE_SEARCH_RESULT).filter(has_text=text).first.click()
+        box = self.page.locator("#graph-canvas").bounding_box()
+        spot = (box["x"] + box["width"] * at[0], box["y"] + box["height"] * at[1])
+        self.page.mouse.move(*spot)
+        self.page.mouse.click(*spot)
 
     # --- node library --------------------------------------------------------------------------
     def open_node_library(self, query: str) -> None:
         self.js("() => app.extensionManager.sidebarTab.toggleSidebarTab('node-library')")
-        self.page.locator("input.search-box-input").fill(query)
+        self.page.locator(NODE_LIBRARY_INPUT).first.fill(query)
+
+    def node_library(self) -> Any:
+        """The node library panel (0.3.75's front end); the page in 1.49.6, whose panel has no mark."""
+        panel = self.page.locator(".side-bar-panel, .sidebar-content-container")
+        return panel.first if panel.count() else self.page.locator("body")
 
     def close_sidebar(self) -> None:
         self.js("""() => { const s = app.extensionManager.sidebarTab;
@@ -156,23 +201,30 @@ class ComfyPage:
     # --- settings -------------------------------------------------------------------------------
     def open_settings(self, category: str) -> None:
         self.js("() => { app.extensionManager.command.execute('Comfy.ShowSettingsDialog') }")
-        self.page.locator(".settings-container, .p-dialog").get_by_text(category, exact=True).first.click()
+        self.page.locator(SETTINGS_DIALOG).get_by_text(category, exact=True).first.click()
 
     # --- templates ------------------------------------------------------------------------------
     def open_templates(self, module: str = PACK_FOLDER) -> Any:
         """The template browser on the entry of custom node pack `module`; returns its card grid."""
         self.js("() => { app.extensionManager.command.execute('Comfy.BrowseTemplates') }")
-        dialog = self.page.locator(".workflow-template-selector-dialog")
+        dialog = self.page.locator(TEMPLATE_DIALOG).first
         dialog.wait_for()
-        dialog.get_by_text(module, exact=True).first.click()
+        entry = dialog.get_by_text(module, exact=True).first
+        entry.wait_for()
+        # 1.49.6 lists the packs below a long category list that animates while it fills: a
+        # pointer click waits for a stable box (and can time out), a DOM click does not need one.
+        entry.evaluate("(element) => element.scrollIntoView({block: 'center'})")
+        entry.dispatch_event("click")
         grid = dialog.get_by_test_id("template-workflows-content")
         grid.wait_for()
         return grid
 
     def load_template(self, name: str, module: str = PACK_FOLDER) -> None:
         grid = self.open_templates(module)
-        grid.get_by_test_id(f"template-workflow-{name}").click()
-        self.page.locator(".workflow-template-selector-dialog").wait_for(state="detached")
+        card = grid.get_by_test_id(f"template-workflow-{name}")
+        card.wait_for()
+        card.dispatch_event("click")  # its thumbnail zooms on hover: no stable box for a pointer click
+        self.page.locator(TEMPLATE_DIALOG).first.wait_for(state="detached")
         self.page.wait_for_function("() => app.graph.nodes.some((n) => n.type === 'Magi1Submit')")
 
     # --- graph ----------------------------------------------------------------------------------
@@ -194,7 +246,7 @@ class ComfyPage:
         """Press Run; the prompt id ComfyUI answered with."""
         with self.page.expect_response(
                 lambda r: r.url.endswith("/api/prompt") and r.request.method == "POST") as answer:
-            self.page.get_by_test_id("queue-button").get_by_role("button", name="Run").click()
+            self.page.locator(RUN_BUTTON).filter(has_text="Run").first.click()
         body = answer.value.json()
         assert answer.value.ok, f"ComfyUI refused the prompt: {body}"
         return body["prompt_id"]
@@ -272,7 +324,7 @@ class ComfyPage:
     def save_workflow(self, filename: str) -> None:
         """Save the open workflow under the user's workflows, as Workflow › Save does."""
         self.js("() => { app.extensionManager.command.execute('Comfy.SaveWorkflow') }")
-        name = self.page.locator(".p-dialog input").first
+        name = self.page.locator(".p-dialog input, [role='dialog'] input").first
         name.fill(filename)
         name.press("Enter")
         self.page.wait_for_function(

@@ -2,19 +2,20 @@
 
 What a user sees: the three nodes in the node search and the node library (under WaveSpeed/MAGI-1,
 with their descriptions), the examples in the template browser with thumbnails, each example run
-with the Run button showing the wait's status on Magi1Poll and then a playable video on Magi1Poll
+(as loaded, on a fresh ComfyUI) with the Run button showing the wait's status on Magi1Poll and then a playable video on Magi1Poll
 and Magi1LoadVideo, and the API-key setting: stored on the server, used for the calls, and found
 nowhere else (workflow, browser storage, ComfyUI's settings file, history, page, log).
 
-The tests write the screenshots in docs/screenshots/ that the README shows.
+Every test runs on ComfyUI 0.3.75 (front end 1.3x) and 0.33.0 (front end 1.49.6). The tests write
+the screenshots in docs/screenshots/ that the README shows, from 0.3.75 (SCREENSHOT_VERSION).
 """
 from __future__ import annotations
 
 import json
 import re
 import secrets
-import shutil
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,20 +26,21 @@ import pytest
 
 from browser_support import (
     EXAMPLES_DIR,
+    NODE_SEARCH_INPUT,
+    NODE_SEARCH_PREVIEW,
     PACK_FOLDER,
+    TEMPLATE_DIALOG,
     VIEWPORT,
     ComfyPage,
     example_names,
     launch_chromium,
-    save_screenshot,
+    save_screenshot as _save_screenshot,
 )
-from comfyui_harness import ComfyUIServer, status_message
-from fixtures_comfyui import require_comfyui
+from tools.comfyui_harness import ComfyUIServer, status_message
 
 NODE_TYPES = ("Magi1Submit", "Magi1Poll", "Magi1LoadVideo")
 VIDEO_NODE_TYPES = ("Magi1Poll", "Magi1LoadVideo")
 CATEGORY = "WaveSpeed/MAGI-1"
-FIRST_FRAME = "magi1_first_frame.png"
 SCREENSHOT_EXAMPLE = "magi1_text_to_video"
 WAIT_LATENCY_S = 4.0  # long enough to see the status text change, short enough for a test
 POLL_INTERVAL_S = 0.5
@@ -46,6 +48,13 @@ RUN_TIMEOUT_S = 180
 WAITING_TEXT = r"^(created|processing) · \d+ s"
 SCREENSHOT_NODE_TYPES = ("Magi1Submit", "Magi1Poll", "Magi1LoadVideo")
 SEED_MAX = 2_147_483_647
+SCREENSHOT_VERSION = "0.3.75"  # the README's screenshots; the other version's runs take none
+
+
+def save_screenshot(ui: ComfyPage, target, name: str) -> None:
+    """docs/screenshots/<name>.png, from the ComfyUI version the README shows."""
+    if ui.server.version == SCREENSHOT_VERSION:
+        _save_screenshot(target, name)
 
 
 def pytest_generate_tests(metafunc):
@@ -93,14 +102,13 @@ class KeylessComfyUI:
 
 
 @pytest.fixture(scope="module")
-def keyless(tmp_path_factory) -> Iterator[KeylessComfyUI]:
-    """ComfyUI with no key in its environment, in front of an emulator that accepts one key only."""
-    require_comfyui()
+def keyless(tmp_path_factory, comfyui_version) -> Iterator[KeylessComfyUI]:
+    """ComfyUI (each version) with no key in its environment, before an emulator accepting one key only."""
     from tools.wavespeed_emulator import EmulatorServer
 
     key = "ws-browser-test-" + secrets.token_hex(12)
     emulator = EmulatorServer(port=0, latency=1.0, default_resolution="480p", api_key=key).start()
-    server = ComfyUIServer(tmp_path_factory.mktemp("comfyui-keyless"),
+    server = ComfyUIServer(tmp_path_factory.mktemp("comfyui-keyless"), version=comfyui_version,
                            env={"WAVESPEED_BASE_URL": emulator.base_url})
     try:
         server.start()
@@ -111,15 +119,22 @@ def keyless(tmp_path_factory) -> Iterator[KeylessComfyUI]:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+def saved_user_file(server: ComfyUIServer, path: str, timeout: float = 15.0) -> str:
+    """A file the page saved under the user's data, read back through ComfyUI's /userdata route
+    (where it is stored differs between versions); waits for the save to land."""
+    from urllib.parse import quote
+
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = server.get(f"/api/userdata/{quote(path, safe='')}")
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            assert answer.status_code == 200, f"{path} was not saved: HTTP {answer.status_code}"
+            return answer.text
+        time.sleep(0.2)
+
+
 def node_info(server: ComfyUIServer) -> dict[str, dict]:
     return {node_type: server.object_info(node_type) for node_type in NODE_TYPES}
-
-
-def provide_first_frame(server: ComfyUIServer) -> None:
-    """The image examples load magi1_first_frame.png from ComfyUI's input folder."""
-    target = server.input_dir / FIRST_FRAME
-    if not target.exists():
-        shutil.copyfile(EXAMPLES_DIR / FIRST_FRAME, target)
 
 
 def prepare_example_run(ui: ComfyPage) -> None:
@@ -155,16 +170,17 @@ def test_node_search_finds_the_three_nodes_under_wavespeed_magi1(ui, comfyui):
 
     results = ui.search_nodes("MAGI-1")
     first_description = infos[next(t for t, i in infos.items() if i["display_name"] == results[0]["name"])]
-    preview = ui.page.locator(".comfy-vue-node-preview-container")
-    preview.get_by_text(first_description["description"][:60]).wait_for()
-    save_screenshot(ui.page, "node-search")
+    preview = ui.page.locator(NODE_SEARCH_PREVIEW)  # 1.49.6 shows it in the result itself
+    preview.get_by_text(first_description["description"][:60]).first.wait_for()
+    save_screenshot(ui, ui.page, "node-search")
     ui.page.keyboard.press("Escape")
 
     found = {result["name"]: result["category"] for result in results}
     for node_type, info in infos.items():
         assert info["category"] == CATEGORY, node_type
         assert info["display_name"] in found, f"{node_type} not in the search results {found}"
-        assert found[info["display_name"]].replace(" ", "") == CATEGORY.replace("/", ">")
+        # "WaveSpeed > MAGI-1" in 0.3.75's front end, "WaveSpeed / MAGI-1" in 1.49.6
+        assert re.sub(r"\s*[>/]\s*", "/", found[info["display_name"]]) == CATEGORY
     assert {result["source"] for result in results} == {PACK_FOLDER}
     assert ui.our_errors() == []
 
@@ -174,9 +190,9 @@ def test_nodes_added_from_the_search_start_with_a_fixed_seed_and_room_for_the_st
     ui.new_blank_workflow()
     for count, (query, spot) in enumerate((("MAGI-1 Submit", (0.2, 0.3)), ("MAGI-1 Wait for Video", (0.6, 0.3))), 1):
         ui.search_nodes(query, at=spot)
-        ui.page.keyboard.press("Enter")  # adds the highlighted (first) result
+        ui.add_search_result(query, at=spot)
         ui.page.wait_for_function("(n) => app.graph.nodes.length === n", arg=count)
-        ui.page.locator(".comfy-vue-node-search-box").wait_for(state="hidden")
+        ui.page.locator(NODE_SEARCH_INPUT).first.wait_for(state="hidden")
     mode = ui.js("""() => app.graph.nodes.find((n) => n.type === 'Magi1Submit')
                         .widgets.find((w) => w.name === 'seed').linkedWidgets?.[0]?.value""")
     assert mode == "fixed"
@@ -189,14 +205,14 @@ def test_node_library_shows_them_under_wavespeed_magi1_with_descriptions(ui, com
     ui.new_blank_workflow()
     ui.open_node_library("MAGI-1")
     try:
-        library = ui.page.locator(".side-bar-panel, .sidebar-content-container").first
+        library = ui.node_library()
         library.get_by_text("WaveSpeed", exact=True).wait_for()
         library.get_by_text("MAGI-1", exact=True).wait_for()
         for node_type in ("Magi1Submit", "Magi1LoadVideo", "Magi1Poll"):  # Poll last: the screenshot
             info = infos[node_type]
             library.get_by_text(info["display_name"], exact=True).hover()
             ui.page.get_by_text(info["description"][:60]).first.wait_for()
-        save_screenshot(ui.page, "node-library")
+        save_screenshot(ui, ui.page, "node-library")
     finally:
         ui.page.mouse.move(VIEWPORT["width"] - 10, VIEWPORT["height"] - 10)
         ui.close_sidebar()
@@ -216,14 +232,15 @@ def test_examples_are_in_the_template_browser_with_thumbnails(ui):
             thumbnail.wait_for()
             ui.page.wait_for_function("(img) => img.complete", arg=thumbnail.element_handle())
             assert thumbnail.evaluate("(img) => img.naturalWidth") > 0, f"{name}.jpg did not load"
-        save_screenshot(ui.page.locator(".workflow-template-selector-dialog"), "templates")
+        save_screenshot(ui, ui.page.locator(TEMPLATE_DIALOG).first, "templates")
     finally:
         ui.close_dialogs()
 
 
 # --- running the examples ------------------------------------------------------------------------
 def test_example_shows_status_while_waiting_then_a_playable_video(ui, comfyui, slow_emulator, example):
-    provide_first_frame(comfyui.server)
+    # As loaded from the template browser on a fresh ComfyUI: nothing is copied into its input
+    # folder by the test (the pack put the first frame there at start).
     ui.load_template(example)
     prepare_example_run(ui)
     ui.focus_nodes(SCREENSHOT_NODE_TYPES)
@@ -240,7 +257,7 @@ def test_example_shows_status_while_waiting_then_a_playable_video(ui, comfyui, s
     if example == SCREENSHOT_EXAMPLE:
         ui.wait_for_progress_text(polls[0], r"^processing · [1-9]", timeout=30)
         ui.settle(0.2)
-        save_screenshot(ui.page, "status-text")
+        save_screenshot(ui, ui.page, "status-text")
 
     entry = comfyui.server.wait(prompt_id, timeout=RUN_TIMEOUT_S)
     assert entry["status"]["status_str"] == "success"
@@ -258,7 +275,7 @@ def test_example_shows_status_while_waiting_then_a_playable_video(ui, comfyui, s
         ui.js("""() => document.querySelectorAll('.comfy-img-preview video')
                  .forEach((v) => { v.currentTime = Math.min(1.5, v.duration / 2); })""")
         ui.settle(0.6)
-        save_screenshot(ui.page, "video-preview")
+        save_screenshot(ui, ui.page, "video-preview")
     assert ui.our_errors() == []
 
 
@@ -326,7 +343,7 @@ def test_api_key_from_settings_is_used_and_kept_only_on_the_server(browser, keyl
         ui.page.wait_for_function("(el) => el.dataset.state === 'settings'", arg=status.element_handle())
         assert field.input_value() == ""
         assert key[-4:] in status.inner_text() and key not in ui.page.content()
-        save_screenshot(ui.page.locator(".p-dialog").filter(has=field), "settings-api-key")
+        save_screenshot(ui, ui.page.locator(".p-dialog, [role='dialog']").filter(has=field).first, "settings-api-key")
         ui.close_dialogs()
 
         # The key is used: the emulator accepts only this key, and the run succeeds.
@@ -342,9 +359,8 @@ def test_api_key_from_settings_is_used_and_kept_only_on_the_server(browser, keyl
         assert key_file.read_text().strip() == key
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         ui.save_workflow("magi1-key-check")
-        saved_workflow = server.user_dir / "default" / "workflows" / "magi1-key-check.json"
         places = {
-            "the saved workflow": saved_workflow.read_text(),
+            "the saved workflow": saved_user_file(server, "workflows/magi1-key-check.json"),
             "the workflow as the page holds it": ui.js("() => JSON.stringify(app.graph.serialize())"),
             "the prompt the page queues": ui.js("async () => JSON.stringify(await app.graphToPrompt())"),
             "browser storage": ui.browser_storage(),

@@ -1,4 +1,4 @@
-"""magi1.comfy_glue, outside ComfyUI (fallbacks) and inside a real ComfyUI 0.3.75.
+"""magi1.comfy_glue, outside ComfyUI (fallbacks) and inside a real ComfyUI (0.3.75 and 0.33.0).
 
 Inside ComfyUI a tiny probe pack, written into a temporary folder, drives the glue the way the
 MAGI-1 nodes do: async nodes waiting with NodeProgress, Cancel, previews, routes, the private
@@ -14,15 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from comfyui_harness import (
+from tools.comfyui_harness import (
     REPO_ROOT,
     ComfyUIServer,
     PromptInterrupted,
-    comfyui_dir,
     status_message,
     workflow_to_prompt,
 )
-from fixtures_comfyui import require_comfyui
 from magi1 import comfy_glue
 
 # --- outside ComfyUI ------------------------------------------------------------------------------
@@ -72,21 +70,32 @@ def test_private_directory_tightens_a_folder_created_too_open(standalone_dirs):
     assert stat.S_IMODE(comfy_glue.private_directory().stat().st_mode) == 0o700
 
 
+def test_provide_input_file_copies_into_the_input_folder_once_and_keeps_a_users_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAGI1_INPUT_DIR", str(tmp_path / "input"))
+    source = tmp_path / "frame.png"
+    source.write_bytes(b"ours")
+    placed = comfy_glue.provide_input_file(source)
+    assert placed == (tmp_path / "input" / "frame.png").resolve() and placed.read_bytes() == b"ours"
+    placed.write_bytes(b"the user's own")
+    assert comfy_glue.provide_input_file(source) == placed
+    assert placed.read_bytes() == b"the user's own"
+    assert [p.name for p in placed.parent.iterdir()] == ["frame.png"]  # no partial file left
+
+
 def test_outside_comfyui_cancel_is_a_local_flag_cleared_by_the_raise():
-    assert not comfy_glue.is_interrupted()
     comfy_glue.throw_if_interrupted()  # nothing pending: no raise
-    comfy_glue.request_interrupt()
-    assert comfy_glue.is_interrupted()
+    comfy_glue._standalone_interrupt.set()  # what Cancel would set
     with pytest.raises(comfy_glue.INTERRUPT_EXCEPTION):
         comfy_glue.throw_if_interrupted()
-    assert not comfy_glue.is_interrupted()
+    assert not comfy_glue._standalone_interrupt.is_set()
+    comfy_glue.throw_if_interrupted()  # cleared by the raise: no second raise
 
 
 def test_node_progress_clamps_keeps_its_text_and_is_a_cancel_checkpoint():
     progress = comfy_glue.NodeProgress("7", total=4)
     progress.update(9, "almost")
     assert (progress.value, progress.text) == (4, "almost")
-    comfy_glue.request_interrupt()
+    comfy_glue._standalone_interrupt.set()
     with pytest.raises(comfy_glue.INTERRUPT_EXCEPTION):
         progress.update(1)
 
@@ -274,13 +283,13 @@ def _tree_snapshot(root: Path) -> set[tuple[str, int, int]]:
 
 
 @pytest.fixture(scope="module")
-def probe_server(tmp_path_factory):
-    require_comfyui()
+def probe_server(tmp_path_factory, comfyui_version):
     pack = tmp_path_factory.mktemp("probe_pack") / "magi1_probe"
     pack.mkdir()
     (pack / "__init__.py").write_text(PROBE_PACK.format(repo=str(REPO_ROOT)))
-    tree_before = _tree_snapshot(comfyui_dir())
-    with ComfyUIServer(tmp_path_factory.mktemp("comfyui_probe"), packs={"magi1_probe": pack}) as server:
+    tree_before = _tree_snapshot(comfyui_version.comfy_dir)
+    with ComfyUIServer(tmp_path_factory.mktemp("comfyui_probe"), packs={"magi1_probe": pack},
+                       version=comfyui_version) as server:
         server.tree_before = tree_before
         yield server
 
@@ -393,7 +402,7 @@ def test_a_ui_workflow_converts_and_runs(probe_server):
 
 
 def test_the_shared_comfyui_tree_is_left_untouched(probe_server):
-    assert _tree_snapshot(comfyui_dir()) == probe_server.tree_before
+    assert _tree_snapshot(probe_server.comfy_dir) == probe_server.tree_before
 
 
 # --- inside a real ComfyUI: the pack itself -------------------------------------------------------
@@ -411,5 +420,5 @@ def test_the_pack_registers_its_three_nodes_under_wavespeed(comfyui):
 def test_the_pack_loads_from_a_folder_outside_the_comfyui_tree(comfyui):
     link = comfyui.server.custom_nodes_dir / "comfyui-magi1"
     assert link.resolve() == REPO_ROOT
-    assert comfyui_dir() not in link.parents
+    assert comfyui.server.comfy_dir not in link.parents
     assert f": {link}" in comfyui.server.log_text()  # ComfyUI's "Import times for custom nodes"

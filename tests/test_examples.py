@@ -1,7 +1,7 @@
 """The example workflows: well-formed, what tools/build_examples.py writes, known to a real
-ComfyUI 0.3.75, served in its template browser, and running there end to end on the emulator.
+ComfyUI (0.3.75 and 0.33.0), served in its template browser, and running there end to end on the emulator.
 
-The runs check what issue 2 asks of every graph: the uploaded PNG is pixel-exact to the IMAGE
+The runs check what every graph must do: the uploaded PNG is pixel-exact to the IMAGE
 given, the first decoded frame is the image sent (after the emulator's resize and crop), a
 chained clip starts from the previous clip's last decoded frame, a batch of B images is B tasks
 with their frames concatenated, and every task is exactly one submit POST.
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from video_reference import read_rgb_frames
 
-from comfyui_harness import SKIPPED_NODE_TYPES, workflow_to_prompt
+from tools.comfyui_harness import SKIPPED_NODE_TYPES, WIDGET_TYPES, workflow_to_prompt
 from tools import build_examples
 from tools.wavespeed_emulator import videogen
 
@@ -83,12 +83,6 @@ def test_example_is_a_well_formed_ui_workflow(name):
     assert (EXAMPLES_DIR / f"{name}.jpg").is_file(), "the template browser shows <name>.jpg as its thumbnail"
 
 
-def test_examples_are_what_the_builder_writes_from_the_nodes_today():
-    # Changing a node's inputs without running `python -m tools.build_examples` fails here.
-    for name, workflow in build_examples.build_workflows().items():
-        assert load_example(name) == json.loads(json.dumps(workflow)), f"rebuild {name}.json"
-
-
 def test_the_first_frame_is_a_720p_rgb_png_our_code_draws():
     image = read_rgb(FIRST_FRAME)
     assert image.shape == (720, 1280, 3)
@@ -102,6 +96,14 @@ def object_info(comfyui):
     return comfyui.server.object_info()
 
 
+def test_examples_are_what_the_builder_writes_from_the_nodes_today(object_info):
+    # Changing a node's inputs without running `python -m tools.build_examples` fails here; on
+    # both ComfyUI versions: the examples are the same whichever ComfyUI lists the nodes.
+    specs = build_examples.all_node_specs(object_info)
+    for name, workflow in build_examples.build_workflows(specs).items():
+        assert load_example(name) == json.loads(json.dumps(workflow)), f"rebuild {name}.json"
+
+
 @pytest.fixture
 def comfyui_emulator(comfyui):
     """The session's emulator, emptied, with a short latency (restored afterwards)."""
@@ -113,17 +115,22 @@ def comfyui_emulator(comfyui):
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_example_uses_only_nodes_comfyui_knows_with_their_widgets(name, object_info):
+    # A newer ComfyUI may give a core node more optional widgets (0.33.0's CreateVideo has
+    # `bit_depth` after `fps`): a workflow saved without them gets their defaults, in the front
+    # end as in the API prompt, so the example's widgets must be the first ones, the rest optional.
     for node in load_example(name)["nodes"]:
         if node["type"] in SKIPPED_NODE_TYPES:  # front-end-only: notes, reroutes
             continue
         assert node["type"] in object_info, f"{node['type']} is not a node of this ComfyUI"
-        spec = build_examples.all_node_specs()[node["type"]]
+        spec = build_examples.all_node_specs(object_info)[node["type"]]
         info = object_info[node["type"]]
-        widgets = [name_ for section in ("required", "optional")
+        widgets = [(section, name_) for section in ("required", "optional")
                    for name_ in info.get("input_order", {}).get(section, [])
                    if isinstance(info["input"][section][name_][0], list)
-                   or info["input"][section][name_][0] in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")]
-        assert [w.name for w in spec.widgets] == widgets, node["type"]
+                   or info["input"][section][name_][0] in WIDGET_TYPES]
+        names = [w.name for w in spec.widgets]
+        assert [name_ for _, name_ in widgets[:len(names)]] == names, node["type"]
+        assert all(section == "optional" for section, _ in widgets[len(names):]), node["type"]
 
 
 def test_examples_are_listed_and_served_by_the_template_browser(comfyui):
@@ -137,46 +144,48 @@ def test_examples_are_listed_and_served_by_the_template_browser(comfyui):
         assert thumbnail.status_code == 200 and thumbnail.content[:3] == b"\xff\xd8\xff"
 
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
 @pytest.fixture(scope="module")
 def browser_page(comfyui):
     """ComfyUI's own front end in Debian's chromium, the graph editor loaded."""
+    from browser_support import VIEWPORT, ComfyPage, launch_chromium
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         try:
-            page = browser.new_page(viewport={"width": 1920, "height": 1080})
-            page.goto(comfyui.server.url)
-            page.wait_for_function("window.app && window.app.graph && window.app.extensionManager", timeout=90_000)
-            yield page
+            yield ComfyPage(browser.new_context(viewport=VIEWPORT).new_page(), comfyui.server).open()
         finally:
             browser.close()
 
 
+def added_defaults(from_front_end: dict, ours: dict, object_info: dict) -> dict:
+    """Inputs the front end sent that the saved workflow lacks: a newer core node's optional
+    widgets (0.33.0's CreateVideo `bit_depth`), which must be at their defaults."""
+    added = {}
+    for key, node in from_front_end.items():
+        info = object_info[node["class_type"]]["input"].get("optional", {})
+        for name in set(node["inputs"]) - set(ours.get(key, {}).get("inputs", {})):
+            assert name in info and node["inputs"][name] == info[name][1].get("default"), (key, name)
+            added[(key, name)] = node["inputs"].pop(name)
+    return added
+
+
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_example_opens_from_the_template_browser_as_the_prompt_the_tests_queue(
-        name, comfyui, object_info, browser_page):
+        name, object_info, browser_page):
     # The front end's own UI → API conversion of the loaded template is what a user's Run sends;
     # the tests (and the demo) queue the harness's conversion: they must agree.
-    shutil.copyfile(FIRST_FRAME, comfyui.server.input_dir / FIRST_FRAME.name)
-    page = browser_page
-    pack = next(iter(comfyui.server.packs))
-    if not page.get_by_text(pack, exact=True).count():
-        page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
-    page.get_by_text(pack, exact=True).first.click()
-    page.get_by_text(name, exact=True).first.click()
-    page.wait_for_function("(count) => window.app.graph._nodes.length === count",
-                           arg=len(load_example(name)["nodes"]), timeout=30_000)
-    from_front_end = page.evaluate("async () => (await window.app.graphToPrompt()).output")
+    browser_page.load_template(name)
+    browser_page.page.wait_for_function("(count) => window.app.graph._nodes.length === count",
+                                        arg=len(load_example(name)["nodes"]), timeout=30_000)
+    from_front_end = browser_page.js("async () => (await window.app.graphToPrompt()).output")
+    ours = workflow_to_prompt(load_example(name), object_info)
+    added_defaults(from_front_end, ours, object_info)
 
     def essentials(prompt):
         return {key: (node["class_type"], node["inputs"]) for key, node in prompt.items()}
 
-    assert essentials(from_front_end) == essentials(workflow_to_prompt(load_example(name), object_info))
+    assert essentials(from_front_end) == essentials(ours)
 
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
@@ -192,8 +201,8 @@ def test_example_converts_to_an_api_prompt_comfyui_accepts_the_shape_of(name, ob
 # --- running them ----------------------------------------------------------------------------------------
 def prepare(comfyui, object_info, name: str, **submit_overrides) -> dict:
     """The example as an API prompt with fresh seeds (so neither ComfyUI's cache nor the pack's
-    task ledger answers instead of the emulator), quick polling, and the first frame in input/."""
-    shutil.copyfile(FIRST_FRAME, comfyui.server.input_dir / FIRST_FRAME.name)
+    task ledger answers instead of the emulator), and quick polling. The first frame is not copied:
+    the pack puts it into ComfyUI's input folder at start (test_a_fresh_comfyui_has_the_examples_first_frame)."""
     prompt = workflow_to_prompt(load_example(name), object_info)
     for node in prompt.values():
         if node["class_type"] == "Magi1Submit":

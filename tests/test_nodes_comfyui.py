@@ -1,5 +1,6 @@
-"""The three nodes inside a real ComfyUI 0.3.75, against the emulator: the public contract,
-errors before billing, Cancel, failures that name the task, resuming by id, and no key anywhere."""
+"""The three nodes inside a real ComfyUI (0.3.75 and 0.33.0), against the emulator: the public
+contract, errors before billing, Cancel, failures that name the task, resuming by id, and no key
+anywhere."""
 import json
 from datetime import datetime
 import sqlite3
@@ -7,7 +8,7 @@ import threading
 import time
 
 import pytest
-from comfyui_harness import PromptFailed, PromptInterrupted, PromptRejected
+from tools.comfyui_harness import PromptFailed, PromptInterrupted, PromptRejected
 
 from tools.wavespeed_emulator import EmulatorServer
 
@@ -58,6 +59,17 @@ def error_of(excinfo):
     return excinfo.value.error or {}
 
 
+def combo_options(spec):
+    """A combo's choices from /object_info: V3 lists ["COMBO", {"options": [...]}], V1 [[...], {...}]."""
+    return spec[1]["options"] if spec[0] == "COMBO" else spec[0]
+
+
+def validation_details(excinfo, node="submit"):
+    """The custom_validation_failed messages ComfyUI answered POST /prompt with, for one node."""
+    errors = excinfo.value.details.get("node_errors", {}).get(node, {}).get("errors", [])
+    return [(e["type"], e.get("details", "")) for e in errors]
+
+
 # --- the contract -----------------------------------------------------------------------------
 def test_the_nodes_inputs_and_outputs_are_the_public_contract(env):
     info = env.server.object_info()
@@ -68,14 +80,14 @@ def test_the_nodes_inputs_and_outputs_are_the_public_contract(env):
     assert submit["input"]["required"]["seed"][1]["max"] == 2147483647
     assert list(submit["input"]["optional"]) == [
         "image", "resolution", "aspect_ratio", "num_frames", "frames_per_second", "enable_safety_checker"]
-    assert submit["input"]["optional"]["resolution"][0] == ["default", "480p", "720p"]
-    assert submit["input"]["optional"]["aspect_ratio"][0] == ["default", "auto", "16:9", "9:16", "1:1"]
+    assert combo_options(submit["input"]["optional"]["resolution"]) == ["default", "480p", "720p"]
+    assert combo_options(submit["input"]["optional"]["aspect_ratio"]) == ["default", "auto", "16:9", "9:16", "1:1"]
     assert submit["output"] == ["MAGI1_TASK", "STRING"] and submit["output_name"] == ["task", "task_id"]
     assert list(poll["input"]["optional"]) == ["task", "task_id", "timeout_s", "poll_interval_s"]
     assert poll["input"]["optional"]["timeout_s"][1]["default"] == 1800
     assert poll["input"]["optional"]["poll_interval_s"][1]["default"] == 5.0
     assert poll["input"]["optional"]["poll_interval_s"][1]["min"] == 0.2
-    assert poll["output_name"] == ["video_url"]
+    assert poll["output"] == ["STRING", "VIDEO"] and poll["output_name"] == ["video_url", "video"]
     assert list(load["input"]["required"]) == ["video_url"]
     assert list(load["input"]["optional"]) == ["frame_load_cap", "skip_first_frames", "select_every_nth"]
     assert load["output"] == ["IMAGE", "IMAGE", "INT", "FLOAT", "VIDEO"]
@@ -92,16 +104,31 @@ def test_every_input_has_a_tooltip_and_every_node_a_description(env):
 
 
 # --- before anything is billed ------------------------------------------------------------------
-def test_a_blank_prompt_fails_before_anything_is_sent(env):
+def test_a_blank_prompt_is_refused_when_queued_before_anything_runs(env):
+    with pytest.raises(PromptRejected) as caught:
+        env.server.queue(magi1_graph(prompt="   "))
+    assert any(kind == "custom_validation_failed" and "prompt is empty" in details
+               for kind, details in validation_details(caught)), caught.value.details
+    assert env.emulator.journal() == []
+
+
+def test_a_blank_prompt_from_another_node_fails_when_the_node_runs(env):
+    # Validation sees only typed values; a linked prompt is checked by the node before any call.
+    graph = magi1_graph()
+    graph["text"] = {"class_type": "PrimitiveString", "inputs": {"value": "  "}}
+    graph["submit"]["inputs"]["prompt"] = ["text", 0]
     with pytest.raises(PromptFailed) as caught:
-        env.server.run(magi1_graph(prompt="   "))
+        env.server.run(graph)
     assert "prompt is empty" in error_of(caught)["exception_message"]
     assert env.emulator.journal() == []
 
 
-def test_a_seed_out_of_range_is_refused_by_validation(env):
-    with pytest.raises(PromptRejected):
-        env.server.queue(magi1_graph(seed=-5))
+@pytest.mark.parametrize("seed", [-5, 2**31])
+def test_a_seed_out_of_range_is_refused_when_queued(env, seed):
+    with pytest.raises(PromptRejected) as caught:
+        env.server.queue(magi1_graph(seed=seed))
+    assert any(kind == "custom_validation_failed" and "seed must be" in details
+               for kind, details in validation_details(caught)), caught.value.details
     assert env.emulator.journal() == []
 
 

@@ -5,14 +5,14 @@
                                                   # real ComfyUI and saves a frame grid as <name>.jpg
 
 The workflows are written from the compact descriptions at the end of this file. Widget values
-follow the nodes themselves: this pack's nodes are read from their INPUT_TYPES, ComfyUI's core
-nodes from a small table checked against a real ComfyUI's /object_info by tests/test_examples.py.
-Run it with the venv's python (the pack's node classes import torch).
+follow the nodes themselves: this pack's nodes are read from a real ComfyUI's /object_info (the
+V3 node classes exist only inside ComfyUI; the builder starts one through tools/comfyui_harness.py),
+ComfyUI's core nodes from a small table checked against /object_info by tests/test_examples.py.
+Run it with the venv's python.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import re
@@ -85,13 +85,16 @@ CORE_NODE_SPECS: dict[str, NodeSpec] = {
 }
 
 
-def _widget_from_input_type(name: str, spec: tuple) -> Widget | None:
+def _widget_from_input_type(name: str, spec: list) -> Widget | None:
     kind = spec[0]
     options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
     if options.get("forceInput"):
         return None
-    if isinstance(kind, (list, tuple)):
+    if isinstance(kind, (list, tuple)):  # a V1 combo: [[choices], {...}]
         return Widget(name, "COMBO", options.get("default", kind[0] if kind else ""))
+    if kind == "COMBO":  # a V3 combo: ["COMBO", {"options": [choices], ...}]
+        choices = options.get("options") or [""]
+        return Widget(name, "COMBO", options.get("default", choices[0]))
     if kind not in WIDGET_TYPES:
         return None
     fallback = {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}[kind]
@@ -102,19 +105,19 @@ def _widget_from_input_type(name: str, spec: tuple) -> Widget | None:
     )
 
 
-def node_spec_from_class(node_class: type, cnr_id: str, version: str) -> NodeSpec:
-    """A V1 node class (INPUT_TYPES, RETURN_TYPES, RETURN_NAMES) → NodeSpec."""
-    input_types = node_class.INPUT_TYPES()
+def node_spec_from_object_info(info: dict, cnr_id: str, version: str) -> NodeSpec:
+    """One node's /object_info entry (`input`, `input_order`, `output`, `output_name`) → NodeSpec."""
     sockets, widgets = [], []
     for section in ("required", "optional"):
-        for name, spec in (input_types.get(section) or {}).items():
-            widget = _widget_from_input_type(name, spec)
+        specs = info.get("input", {}).get(section) or {}
+        for name in info.get("input_order", {}).get(section, list(specs)):
+            widget = _widget_from_input_type(name, specs[name])
             if widget is not None:
                 widgets.append(widget)
             else:
-                sockets.append((name, spec[0]))
-    names = getattr(node_class, "RETURN_NAMES", None) or node_class.RETURN_TYPES
-    return NodeSpec(tuple(sockets), tuple(widgets), tuple(zip(names, node_class.RETURN_TYPES, strict=True)),
+                sockets.append((name, specs[name][0]))
+    names = info.get("output_name") or info["output"]
+    return NodeSpec(tuple(sockets), tuple(widgets), tuple(zip(names, info["output"], strict=True)),
                     cnr_id, version)
 
 
@@ -129,23 +132,23 @@ def pack_metadata() -> tuple[str, str]:
     return name.group(1), version.group(1)
 
 
-def pack_node_classes() -> dict[str, type]:
-    """The pack's NODE_CLASS_MAPPINGS, imported as a package the way ComfyUI loads it."""
-    package = "magi1_pack_for_examples"
-    if package not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            package, REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[package] = module
-        spec.loader.exec_module(module)
-    return dict(sys.modules[package].NODE_CLASS_MAPPINGS)
+PACK_NODE_TYPES = ("Magi1Submit", "Magi1Poll", "Magi1LoadVideo")
 
 
-def all_node_specs() -> dict[str, NodeSpec]:
+def pack_object_info() -> dict[str, dict]:
+    """The pack's nodes as a real ComfyUI 0.3.75 lists them in /object_info (started for this)."""
+    from tools.comfyui_harness import ComfyUIServer
+
+    with ComfyUIServer() as server:
+        return {node_type: server.object_info(node_type) for node_type in PACK_NODE_TYPES}
+
+
+def all_node_specs(object_info: dict[str, dict]) -> dict[str, NodeSpec]:
+    """Core nodes from the table above; the pack's from `object_info` (GET /object_info)."""
     cnr_id, version = pack_metadata()
     specs = dict(CORE_NODE_SPECS)
-    for name, node_class in pack_node_classes().items():
-        specs[name] = node_spec_from_class(node_class, cnr_id, version)
+    for name in PACK_NODE_TYPES:
+        specs[name] = node_spec_from_object_info(object_info[name], cnr_id, version)
     return specs
 
 
@@ -428,9 +431,8 @@ EXAMPLES = {
 }
 
 
-def build_workflows(specs: dict[str, NodeSpec] | None = None) -> dict[str, dict]:
-    """name → UI-format workflow, for every example."""
-    specs = specs or all_node_specs()
+def build_workflows(specs: dict[str, NodeSpec]) -> dict[str, dict]:
+    """name → UI-format workflow, for every example (`specs` from all_node_specs)."""
     return {name: describe(specs).to_json() for name, describe in EXAMPLES.items()}
 
 
@@ -617,7 +619,7 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
 def write_workflows(examples_dir: Path = EXAMPLES_DIR) -> list[Path]:
     examples_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, workflow in build_workflows().items():
+    for name, workflow in build_workflows(all_node_specs(pack_object_info())).items():
         path = examples_dir / f"{name}.json"
         path.write_text(json.dumps(workflow, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written.append(path)

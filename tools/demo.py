@@ -4,18 +4,16 @@
     scripts/demo.sh --workflow magi1_chained_extension --out /tmp/magi1-demo
 
 Starts the WaveSpeed emulator on a free loopback port and ComfyUI 0.3.75 with this pack (through
-tests/comfyui_harness.py), both with a throwaway key, queues the workflow as ComfyUI's front end
+tools/comfyui_harness.py), both with a throwaway key, queues the workflow as ComfyUI's front end
 would, and writes the MP4 the workflow saved plus `contact_sheet.png` (a grid of its frames)
 under `--out`. No WaveSpeed credit is used and nothing leaves the machine.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import math
-import os
 import secrets
 import shutil
 import sys
@@ -23,22 +21,20 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import cv2
 import numpy as np
 
+from tools import comfyui_harness as harness
 from tools.wavespeed_emulator.videogen import wrap_text
 
 log = logging.getLogger("magi1.demo")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = REPO_ROOT / "examples"
-HARNESS_PATH = REPO_ROOT / "tests" / "comfyui_harness.py"
 DEFAULT_WORKFLOW = "magi1_image_to_video"
 DEFAULT_OUT = REPO_ROOT / "out" / "demo"
-CALLER_DIR_VARIABLE = "MAGI1_DEMO_CALLER_DIR"  # set by scripts/demo.sh
 DEMO_LATENCY_S = 5.0
 DEMO_RESOLUTION = "720p"
 # The emulator answers at once and has no rate limit, so the demo polls more often than the
@@ -58,24 +54,8 @@ class DemoError(RuntimeError):
     """The demo could not finish; the message says what to look at."""
 
 
-def load_harness() -> ModuleType:
-    """tests/comfyui_harness.py, the one place that knows how to run a real ComfyUI here."""
-    if "comfyui_harness" in sys.modules:
-        return sys.modules["comfyui_harness"]
-    spec = importlib.util.spec_from_file_location("comfyui_harness", HARNESS_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["comfyui_harness"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def caller_path(path: Path) -> Path:
-    """A relative path as the user meant it: scripts/demo.sh changes to the repo root first."""
-    return path if path.is_absolute() else Path(os.environ.get(CALLER_DIR_VARIABLE, ".")) / path
-
-
 def resolve_workflow(name_or_path: str) -> Path:
-    candidates = [caller_path(Path(name_or_path)), EXAMPLES_DIR / name_or_path,
+    candidates = [Path(name_or_path), EXAMPLES_DIR / name_or_path,
                   EXAMPLES_DIR / f"{name_or_path}.json"]
     for candidate in candidates:
         if candidate.is_file():
@@ -96,11 +76,14 @@ class RunResult:
 
 def _copy_inputs(workflow: dict, workflow_dir: Path, input_dir: Path) -> None:
     """Put the images the workflow's LoadImage nodes name (found beside the workflow or in
-    examples/) into ComfyUI's input folder."""
+    examples/) into ComfyUI's input folder, unless they are there already (the pack itself puts
+    the examples' first frame there at start)."""
     for node in workflow["nodes"]:
         if node["type"] != "LoadImage":
             continue
         name = node["widgets_values"][0]
+        if (input_dir / name).is_file():
+            continue
         source = next((folder / name for folder in (workflow_dir, EXAMPLES_DIR) if (folder / name).is_file()), None)
         if source is None:
             raise DemoError(f"LoadImage asks for {name!r}, which is neither in {workflow_dir} nor in {EXAMPLES_DIR}.")
@@ -162,7 +145,7 @@ def _saved_files(server: Any, history: dict[str, Any], prompt: dict[str, Any], c
     return paths
 
 
-def run_workflow(server: Any, harness: ModuleType, workflow_path: Path, *, timeout: float = RUN_TIMEOUT_S,
+def run_workflow(server: Any, workflow_path: Path, *, timeout: float = RUN_TIMEOUT_S,
                  tune=_tune_for_emulator) -> RunResult:
     """Queue one UI-format workflow in a running ComfyUI, logging progress until it is done."""
     workflow = json.loads(workflow_path.read_text(encoding="utf-8"))
@@ -323,7 +306,6 @@ class DemoServers:
 
     def __init__(self, *, latency: float = DEMO_LATENCY_S, resolution: str = DEMO_RESOLUTION,
                  keep_dir_on_failure: bool = True, log_requests: bool = False) -> None:
-        self.harness = load_harness()
         if not log_requests:  # one line per HTTP request drowns the progress
             logging.getLogger("tools.wavespeed_emulator").setLevel(logging.WARNING)
         self.latency, self.resolution = latency, resolution
@@ -335,14 +317,14 @@ class DemoServers:
     def __enter__(self) -> DemoServers:
         from tools.wavespeed_emulator import EmulatorServer
 
-        self.harness.check_prerequisites()
+        harness.check_prerequisites()
         key = "demo-" + secrets.token_hex(8)  # throwaway: only this emulator accepts it
         self.emulator = EmulatorServer(port=0, latency=self.latency, default_resolution=self.resolution,
                                        api_key=key).start()
         log.info("WaveSpeed emulator on %s (latency %.1f s, %s by default)", self.emulator.base_url,
                  self.latency, self.resolution)
         self.workdir = Path(tempfile.mkdtemp(prefix="magi1-demo-comfyui-"))
-        self.server = self.harness.ComfyUIServer(
+        self.server = harness.ComfyUIServer(
             self.workdir, env={"WAVESPEED_BASE_URL": self.emulator.base_url, "WAVESPEED_API_KEY": key})
         log.info("starting ComfyUI 0.3.75 with this pack (%s)", self.server.comfy_dir)
         try:
@@ -370,7 +352,7 @@ def make_thumbnails(names: list[str]) -> list[Path]:
     written = []
     with DemoServers(latency=1.0) as servers:
         for name in names:
-            result = run_workflow(servers.server, servers.harness, EXAMPLES_DIR / f"{name}.json")
+            result = run_workflow(servers.server, EXAMPLES_DIR / f"{name}.json")
             if not result.saved_videos:
                 raise DemoError(f"{name} saved no video.")
             caption = "MAGI-1  " + name.removeprefix("magi1_").replace("_", " ").replace(" to ", " -> ")
@@ -411,10 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     try:
         workflow_path = resolve_workflow(args.workflow)
-        out_dir = caller_path(args.out)
-        harness = load_harness()
+        out_dir = args.out
         with DemoServers(latency=args.latency, log_requests=args.verbose) as servers:
-            result = run_workflow(servers.server, harness, workflow_path, timeout=args.timeout)
+            result = run_workflow(servers.server, workflow_path, timeout=args.timeout)
             task_ids = [task["id"] for task in servers.emulator.tasks()]
             if not result.saved_videos:
                 raise DemoError(f"{workflow_path.name} ran but saved no video (it has no SaveVideo or "

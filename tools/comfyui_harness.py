@@ -1,4 +1,5 @@
-"""A real ComfyUI in a child process, for tests: isolated, on loopback, with the pack loaded.
+"""A real ComfyUI in a child process, for tests, the demo and benchmarks: isolated, on loopback,
+with the pack loaded, on either ComfyUI version scripts/bootstrap.sh lays out (`comfyui_versions()`).
 
 Each server gets its own base directory (custom_nodes/ holding symlinks to the packs, models/,
 input/, output/, temp/, user/, a SQLite database): ComfyUI's `--base-directory` points there, so
@@ -20,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +30,21 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACK_NAME = "comfyui-magi1"
 DEFAULT_COMFYUI_DIR = Path.home() / ".cache" / "comfyui-magi1" / "ComfyUI-0.3.75"
+# The ComfyUI releases every real-ComfyUI test runs on, with the variables scripts/env.sh exports
+# for each: (version, tree variable, python variable). The first is the default one.
+VERSION_VARIABLES = (
+    ("0.3.75", "MAGI1_COMFYUI_DIR", "MAGI1_PYTHON"),
+    ("0.33.0", "MAGI1_COMFYUI_033_DIR", "MAGI1_PYTHON_033"),
+)
 START_TIMEOUT_S = 120.0
 LOG_TAIL_LINES = 60
 # Inherited variables that must never reach a test server: a developer's real key or proxy.
 SCRUBBED_ENV_PREFIXES = ("WAVESPEED_", "MAGI1_OUTPUT_DIR", "MAGI1_TEMP_DIR", "MAGI1_USER_DIR")
 
 BOOTSTRAP_HINT = (
-    "Run scripts/bootstrap.sh once (it lays out ComfyUI 0.3.75 and builds a venv in "
-    "~/.cache/comfyui-magi1), then run pytest with the python it prints as MAGI1_PYTHON."
+    "Run scripts/bootstrap.sh --comfyui-033 once (it lays out ComfyUI 0.3.75 and 0.33.0 and builds "
+    "a venv for each in ~/.cache/comfyui-magi1; `source scripts/env.sh --comfyui-033` exports "
+    "what it prints), then run pytest with MAGI1_PYTHON."
 )
 
 
@@ -68,20 +77,75 @@ class PromptInterrupted(PromptFailed):
     """The prompt ended with execution_interrupted (the Cancel button)."""
 
 
+@dataclass(frozen=True)
+class ComfyUIVersion:
+    """One ComfyUI release laid out by scripts/bootstrap.sh: its tree and the python of its venv.
+
+    `comfy_dir` / `python` are None when the environment does not name them (not bootstrapped).
+    """
+
+    version: str
+    comfy_dir: Path | None
+    python: str | None
+    tree_variable: str
+    python_variable: str
+
+    @property
+    def test_id(self) -> str:
+        """The pytest id: "comfyui_0_33_0" (dots would not survive `pytest -k`)."""
+        return "comfyui_" + self.version.replace(".", "_")
+
+
+def comfyui_versions() -> list[ComfyUIVersion]:
+    """Every ComfyUI version the tests run on, oldest first, as the environment names them.
+
+    The first (0.3.75) falls back to ~/.cache/comfyui-magi1/ComfyUI-0.3.75 and this python.
+    """
+    versions = []
+    for index, (version, tree_variable, python_variable) in enumerate(VERSION_VARIABLES):
+        tree = os.environ.get(tree_variable) or (str(DEFAULT_COMFYUI_DIR) if index == 0 else "")
+        python = os.environ.get(python_variable) or (sys.executable if index == 0 else "")
+        versions.append(ComfyUIVersion(version, Path(tree) if tree else None, python or None,
+                                       tree_variable, python_variable))
+    return versions
+
+
 def comfyui_dir() -> Path:
     return Path(os.environ.get("MAGI1_COMFYUI_DIR") or DEFAULT_COMFYUI_DIR)
 
 
-def check_prerequisites(comfy_dir: Path | None = None) -> None:
-    """Raise ComfyUIUnavailable naming what is missing and how to get it."""
+_checked_pythons: set[str] = set()
+
+
+def check_prerequisites(comfy_dir: Path | None = None, python: str | None = None) -> None:
+    """Raise ComfyUIUnavailable naming what is missing and how to get it.
+
+    `python` (default: this interpreter) is the one that will run ComfyUI; another one is asked
+    in a child process, once per process.
+    """
     comfy_dir = comfy_dir or comfyui_dir()
+    python = python or sys.executable
     if not (comfy_dir / "main.py").is_file():
-        raise ComfyUIUnavailable(f"No ComfyUI tree at {comfy_dir} (MAGI1_COMFYUI_DIR). {BOOTSTRAP_HINT}")
-    missing = [name for name in ("torch", "torchvision", "aiohttp", "av")
-               if importlib.util.find_spec(name) is None]
+        raise ComfyUIUnavailable(f"No ComfyUI tree at {comfy_dir}. {BOOTSTRAP_HINT}")
+    needed = ("torch", "torchvision", "aiohttp", "av")
+    if python == sys.executable:
+        missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    elif python in _checked_pythons:
+        missing = []
+    else:
+        probe = ("import importlib.util, sys; "
+                 "print(' '.join(n for n in sys.argv[1:] if importlib.util.find_spec(n) is None))")
+        try:
+            answer = subprocess.run([python, "-c", probe, *needed], capture_output=True, text=True,
+                                    timeout=60, check=True)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ComfyUIUnavailable(f"Cannot run {python} ({exc}). {BOOTSTRAP_HINT}") from exc
+        missing = answer.stdout.split()
+        if not missing:
+            _checked_pythons.add(python)
     if missing:
         raise ComfyUIUnavailable(
-            f"{sys.executable} cannot import {', '.join(missing)}, which ComfyUI needs. {BOOTSTRAP_HINT}"
+            f"{python} cannot import {', '.join(missing)}, which ComfyUI needs. {BOOTSTRAP_HINT}"
         )
 
 
@@ -114,7 +178,9 @@ class ComfyUIServer:
     `workdir` holds everything the server writes (default: a new temporary folder, kept).
     `packs` maps a folder name under custom_nodes/ to the pack directory it links to
     (default: this repo as "comfyui-magi1"); `env` is added to the child's environment, after
-    inherited WAVESPEED_* variables are removed.
+    inherited WAVESPEED_* variables are removed. `version` (a ComfyUIVersion) picks the tree and
+    the python that runs it; `comfy_dir` / `python` alone override either (default: 0.3.75 with
+    this interpreter).
     """
 
     def __init__(
@@ -124,11 +190,21 @@ class ComfyUIServer:
         packs: Mapping[str, Path] | None = None,
         env: Mapping[str, str] | None = None,
         comfy_dir: Path | None = None,
+        python: str | None = None,
+        version: ComfyUIVersion | None = None,
         extra_args: tuple[str, ...] = (),
         api_nodes: bool = False,
         start_timeout: float = START_TIMEOUT_S,
     ) -> None:
+        if version is not None:
+            if version.comfy_dir is None or version.python is None:
+                raise ComfyUIUnavailable(
+                    f"ComfyUI {version.version} is not set up here: {version.tree_variable} and "
+                    f"{version.python_variable} are not set. {BOOTSTRAP_HINT}")
+            comfy_dir, python = comfy_dir or version.comfy_dir, python or version.python
+        self.version = version.version if version is not None else None
         self.comfy_dir = Path(comfy_dir or comfyui_dir())
+        self.python = python or sys.executable
         self.base_dir = Path(workdir or tempfile.mkdtemp(prefix="comfyui-magi1-"))
         self.packs = dict(packs) if packs is not None else {PACK_NAME: REPO_ROOT}
         self.extra_env = dict(env or {})
@@ -169,7 +245,7 @@ class ComfyUIServer:
 
     def _command(self) -> list[str]:
         return [
-            sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+            self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
             "--disable-auto-launch",
             "--base-directory", str(self.base_dir),
             "--output-directory", str(self.output_dir),
@@ -195,7 +271,7 @@ class ComfyUIServer:
         return env
 
     def start(self) -> ComfyUIServer:
-        check_prerequisites(self.comfy_dir)
+        check_prerequisites(self.comfy_dir, self.python)
         self._layout()
         for attempt in range(3):  # a free port can be taken between probing and binding
             self.port = _free_port()
@@ -455,7 +531,9 @@ class WebSocketRecorder:
 
 
 # --- UI-format workflow → API-format prompt -------------------------------------------------------
-WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
+# COMFY_DYNAMICCOMBO_V3: a combo whose choice adds inputs (0.33.0's SaveVideo `codec`); its own
+# value is one widget value, like a combo's (the sub-inputs of a choice are not supported here).
+WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "COMFY_DYNAMICCOMBO_V3"})
 SEED_CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
 SKIPPED_NODE_TYPES = frozenset({"Note", "MarkdownNote", "PrimitiveNode", "Reroute"})
 MODE_MUTED, MODE_BYPASSED = 2, 4
