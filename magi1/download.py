@@ -1,8 +1,10 @@
 """Fetching a finished video to disk, whole or not at all.
 
 Streams to a temp file in the destination folder and renames it into place only when the
-byte count matches Content-Length, the size is under the cap and the file starts like an MP4.
-A broken transfer is retried; nothing partial is ever left behind.
+byte count matches Content-Length, the size is under the cap and the file is a whole MP4: its
+index is present and every sample it lists lies within the file (`mp4_index`). That last check
+is what catches a transfer cut short when the server sent no Content-Length. A broken transfer
+is retried; nothing partial is ever left behind.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from collections.abc import Callable
 
 import requests
 
+from . import mp4_index
 from .config import check_url
 from .errors import DownloadError, UnsafeUrlError
 
@@ -23,20 +26,16 @@ log = logging.getLogger(__name__)
 MAX_VIDEO_BYTES = 2 * 1024**3  # a 192-frame 720p MAGI-1 clip is tens of MB; 2 GiB is "something is wrong"
 CHUNK_BYTES = 1024 * 1024
 ATTEMPTS = 3
-MP4_BOX_TYPES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pdin"}
+looks_like_mp4 = mp4_index.starts_like_mp4
 
 
-def looks_like_mp4(head: bytes) -> bool:
-    """ISO base media files start with a box: 4 bytes of size, then a known 4-letter type."""
-    return len(head) >= 8 and head[4:8] in MP4_BOX_TYPES
+def mp4_index_and_samples_present(path: Path) -> bool:
+    """True when `path` is an MP4 whose index (moov) is there and whose samples all lie within it.
 
-
-def is_complete_mp4(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return looks_like_mp4(fh.read(12))
-    except OSError:
-        return False
+    Reads box headers and the index only (milliseconds). A saved copy that fails this was cut
+    short (an older download without Content-Length, a full disk) and must be downloaded again.
+    """
+    return mp4_index.problem(path) is None
 
 
 def download_video(
@@ -121,6 +120,8 @@ def _fetch_once(session, url, dest, max_bytes, timeout, throw_if_interrupted) ->
                     "The downloaded file is not an MP4 (it does not start with an MP4 box). "
                     "Check the URL; if it came from WaveSpeed, the service returned a broken file."
                 )
+        if (problem := mp4_index.problem(tmp)) is not None:
+            raise _Retryable(f"the MP4 arrived incomplete: {problem}")
         os.replace(tmp, dest)
         return size
     finally:

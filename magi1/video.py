@@ -226,7 +226,7 @@ def _codec_name(stream) -> str:
 
 
 def _undecodable(path: Path, codec: str, why: str) -> str:
-    return (f"{path} holds {codec} video, which this PyAV/FFmpeg build cannot decode ({why}). "
+    return (f"{path} holds video in {codec}, which this PyAV/FFmpeg build cannot decode ({why}). "
             "Re-encode it to H.264 (for example `ffmpeg -i in.mkv -c:v libx264 -pix_fmt yuv420p out.mp4`), "
             "or update the av package.")
 

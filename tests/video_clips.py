@@ -114,7 +114,10 @@ def _encode(clip: Clip, path: Path) -> None:
         if clip.audio_seconds and clip.audio_first:
             audio = out.add_stream("aac", rate=8000, layout="mono")
         stream = out.add_stream(clip.codec, rate=clip.rate, options=clip.options)
-        stream.width, stream.height, stream.pix_fmt = clip.width, clip.height, clip.pix_fmt
+        # width × height is the size shown; a phone stores it turned, and tags the turn back
+        turns = _quarter_turns(clip.rotation)
+        coded = (clip.height, clip.width) if turns % 2 else (clip.width, clip.height)
+        stream.width, stream.height, stream.pix_fmt = *coded, clip.pix_fmt
         if clip.colorspace != SPC_UNSPECIFIED:
             stream.codec_context.colorspace = clip.colorspace
             stream.codec_context.color_primaries = clip.colorspace if clip.colorspace == SPC_BT709 else 5
@@ -130,7 +133,7 @@ def _encode(clip: Clip, path: Path) -> None:
         matrix, rng = _conversion(clip)
         alpha = "a" in clip.pix_fmt.replace("gray", "")
         for index in range(clip.frames):
-            rgb = draw(index, clip.width, clip.height)
+            rgb = np.ascontiguousarray(np.rot90(draw(index, clip.width, clip.height), k=-turns))
             if alpha:
                 rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255 - 10 * (index % 8), np.uint8)])
                 frame = av.VideoFrame.from_ndarray(rgba, format="rgba")
