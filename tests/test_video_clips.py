@@ -287,7 +287,7 @@ class _Server:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"
 
-            def do_GET(self):  # noqa: N802 - http.server's name
+            def do_GET(self):
                 body = server.data if server.cut_at is None else server.data[: server.cut_at]
                 self.send_response(200)
                 self.send_header("Content-Type", "video/mp4")
