@@ -11,6 +11,7 @@ headers and the index (never the media data), so it costs milliseconds on any si
 """
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,9 @@ class Track:
     """The byte just past the last sample's data (non-fragmented tracks; 0 when unknown)."""
     edits_drop_samples: bool = False
     """An edit list (`elst`) that may present fewer samples than the index holds."""
+    rotation: float = 0.0
+    """Degrees counter-clockwise the display matrix (`tkhd`) turns the picture, as FFmpeg's
+    `av_display_rotation_get` reads it: `-atan2(b, a)` of the matrix `[a b u; c d v; x y w]`."""
 
 
 @dataclass
@@ -168,6 +172,10 @@ def _read_trak(body: bytes, movie_timescale: int) -> Track:
     walk(body)
     if (tkhd := boxes.get(b"tkhd")) is not None:
         track.track_id = struct.unpack_from(">I", tkhd, 12 if tkhd[0] == 0 else 20)[0]
+        matrix_at = 40 if tkhd[0] == 0 else 52
+        if len(tkhd) >= matrix_at + 36:
+            a, b = struct.unpack_from(">ii", tkhd, matrix_at)
+            track.rotation = -math.degrees(math.atan2(b, a)) if (a or b) else 0.0
     if (hdlr := boxes.get(b"hdlr")) is not None and len(hdlr) >= 12:
         track.handler = hdlr[8:12].decode("latin-1")
     if (mdhd := boxes.get(b"mdhd")) is not None:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import av  # ComfyUI's own dependency (its VIDEO type decodes with it)
 import cv2
 import numpy as np
 
@@ -105,7 +106,10 @@ class DecodedFrames:
 
 
 def probe(path: str | Path) -> VideoInfo:
-    """What the video stream says about itself, and which decoder will read it (decodes one frame).
+    """What the video stream says about itself, and which decoder will read it.
+
+    Reads the MP4/MOV index and the stream parameters; decodes a first frame only for other
+    containers (their display matrix travels with the frames).
 
     Raises VideoDecodeError naming the file when it is missing, incomplete (an MP4 whose index
     or sample data is not all there), not a video, or in a codec nothing here decodes.
@@ -113,9 +117,7 @@ def probe(path: str | Path) -> VideoInfo:
     path = Path(path)
     if not path.is_file():
         raise VideoDecodeError(f"Video file {path} does not exist. Check the path, or download the video again.")
-    _check_complete(path)
-    import av  # ComfyUI's dependency; imported here so the module loads without it
-
+    index = _complete_index(path)
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as error:
@@ -128,23 +130,33 @@ def probe(path: str | Path) -> VideoInfo:
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
             raise VideoDecodeError(f"{path} has no video stream (streams: {kinds}).")
         stream = container.streams.video[0]
-        codec = _codec_name(stream)
-        try:
-            first = next(container.decode(stream), None)
-        except av.error.FFmpegError as error:
-            raise VideoDecodeError(_undecodable(path, codec, str(error.strerror or error))) from None
-        if first is None:
-            raise VideoDecodeError(_undecodable(path, codec, "no frame decodes"))
+        context = stream.codec_context
+        if context is None:
+            raise VideoDecodeError(_undecodable(path, repr(getattr(stream, "codec_tag", "") or "?"), "no decoder"))
+        codec = _codec_name(context)
         fps = _frame_rate(stream)
-        count, exact = _frame_count(path, stream, fps)
-        pixel_format = first.format.name
-        colorspace, colour_range = int(first.colorspace), int(first.color_range)
-        decoder_name = stream.codec_context.name
-    turns = int(round(float(getattr(first, "rotation", 0) or 0) / 90)) % 4
+        track = _video_track(index, stream)
+        count, exact = _frame_count(track, stream, fps)
+        width, height = context.width, context.height
+        pixel_format, colorspace, colour_range = context.pix_fmt, int(context.colorspace), int(context.color_range)
+        rotation = track.rotation if track is not None else None
+        if rotation is None or not pixel_format or not width:
+            # not an MP4/MOV (no index to read the display matrix from): ask the first frame
+            try:
+                first = next(container.decode(stream), None)
+            except av.error.FFmpegError as error:
+                raise VideoDecodeError(_undecodable(path, codec, str(error.strerror or error))) from None
+            if first is None:
+                raise VideoDecodeError(_undecodable(path, codec, "no frame decodes"))
+            width, height, pixel_format = first.width, first.height, first.format.name
+            colorspace, colour_range = int(first.colorspace), int(first.color_range)
+            rotation = float(getattr(first, "rotation", 0) or 0)
+    turns = int(round(rotation / 90)) % 4
     matrix = "bt709" if colorspace == _BT709 else "bt2020" if colorspace in _BT2020 else "bt601"
     full_range = colour_range == _RANGE_PC or pixel_format.startswith("yuvj")
-    width, height = (first.height, first.width) if turns % 2 else (first.width, first.height)
-    reason = _why_pyav(decoder_name, pixel_format, matrix, colour_range, turns)
+    if turns % 2:
+        width, height = height, width
+    reason = _why_pyav(context.name, pixel_format, matrix, colour_range, turns)
     return VideoInfo(width=width, height=height, fps=fps, frame_count=count, codec=codec,
                      pixel_format=pixel_format, quarter_turns=turns, matrix=matrix, full_range=full_range,
                      exact_count=exact, decoder="pyav" if reason else "opencv", decoder_reason=reason)
@@ -207,7 +219,8 @@ def decode(
 
 
 # --- probing --------------------------------------------------------------------------------------------
-def _check_complete(path: Path) -> None:
+def _complete_index(path: Path) -> mp4_index.Mp4Index | None:
+    """The MP4/MOV index (None for other containers); VideoDecodeError when the file is incomplete."""
     try:
         index = mp4_index.read(path)
     except OSError as error:
@@ -217,10 +230,17 @@ def _check_complete(path: Path) -> None:
             f"{path} is incomplete: {index.problem}. Download it again (delete the saved copy first), "
             "or wait until whatever writes it has finished."
         )
+    return index
 
 
-def _codec_name(stream) -> str:
-    context = stream.codec_context
+def _video_track(index: mp4_index.Mp4Index | None, stream) -> mp4_index.Track | None:
+    if index is None:
+        return None
+    tracks = [t for t in index.tracks if t.handler == "vide"]
+    return next((t for t in tracks if t.track_id == stream.id), tracks[0] if tracks else None)
+
+
+def _codec_name(context) -> str:
     codec = getattr(context, "codec", None)
     return getattr(codec, "canonical_name", None) or getattr(context, "name", None) or "an unknown codec"
 
@@ -239,18 +259,14 @@ def _frame_rate(stream) -> float:
     return 24.0
 
 
-def _frame_count(path: Path, stream, fps: float) -> tuple[int, bool]:
+def _frame_count(track: mp4_index.Track | None, stream, fps: float) -> tuple[int, bool]:
     """The video stream's own frame count, and whether it is exact (an index lists every frame).
 
     Never the file's duration: that is the longest stream's, and an MP4 or MKV with 300 s of
     audio and 2 s of video would be sized for 300 s.
     """
-    index = mp4_index.read(path)
-    if index is not None:
-        tracks = [t for t in index.tracks if t.handler == "vide"]
-        track = next((t for t in tracks if t.track_id == stream.id), tracks[0] if tracks else None)
-        if track is not None and 0 < track.samples < _MAX_PLAUSIBLE_COUNT:
-            return track.samples, not track.edits_drop_samples
+    if track is not None and 0 < track.samples < _MAX_PLAUSIBLE_COUNT:
+        return track.samples, not track.edits_drop_samples
     if 0 < stream.frames < _MAX_PLAUSIBLE_COUNT:
         return int(stream.frames), False
     seconds = None
@@ -403,8 +419,6 @@ class _PyAVSource:
     bgr = False
 
     def __init__(self, path: Path, info: VideoInfo) -> None:
-        import av
-
         self._error = av.error.FFmpegError
         self._path, self._info = path, info
         self._container = av.open(str(path))
