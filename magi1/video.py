@@ -427,6 +427,15 @@ class _PyAVSource:
         self._frames: Iterator = self._container.decode(stream)
         self._convert = {"format": "rgb24", "src_colorspace": _SWS_MATRIX[info.matrix],
                          "src_color_range": "JPEG" if info.full_range else "MPEG", "dst_color_range": "JPEG"}
+        # PyAV < 17 converts the JPEG-range formats (yuvj420p...) with the BT.601 matrix whatever
+        # it is told (a BT.709 green (20,200,40) comes out (33,229,43)); measured on 14.2 (ComfyUI
+        # 0.3.75's floor), 15.1 and 16.0, right from 17.0 (which converts with sws_scale_frame).
+        # There, such frames go to limited range first, which the matrix is then honoured for.
+        self._limited_first = None
+        if _PYAV_YUVJ_IGNORES_MATRIX and info.pixel_format.startswith("yuvj") and info.matrix != "bt601":
+            self._limited_first = {"format": info.pixel_format.replace("yuvj", "yuv"),
+                                   "src_color_range": "JPEG", "dst_color_range": "MPEG"}
+            self._convert["src_color_range"] = "MPEG"
 
     def _next(self):
         try:
@@ -444,6 +453,8 @@ class _PyAVSource:
         frame = self._next()
         if frame is None:
             return False, None
+        if self._limited_first is not None:
+            frame = frame.reformat(**self._limited_first)
         return True, frame.to_ndarray(**self._convert)
 
     def close(self) -> None:
@@ -451,6 +462,7 @@ class _PyAVSource:
 
 
 _SWS_MATRIX = {"bt601": "ITU601", "bt709": "ITU709", "bt2020": "BT2020"}
+_PYAV_YUVJ_IGNORES_MATRIX = tuple(int(part) for part in av.__version__.split(".")[:2] if part.isdigit()) < (17, 0)
 
 
 # --- decoding -----------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 Each clip (see tests/video_clips.py) is decoded by the pack and compared with the reference
 decode (PyAV to rgb24 with the stream's own matrix and range, rotated as FFmpeg does): within
 2/255 on every pixel of every frame. The whole module also runs once more in a subprocess
-whose `cv2` is the lowest release requirements.txt allows (tools/opencv_floor.py), together
-with tests/test_video.py.
+whose `cv2` is the lowest release requirements.txt allows and whose `av` the lowest ComfyUI
+0.3.75 allows (tools/opencv_floor.py), together with tests/test_video.py.
 """
 from __future__ import annotations
 
@@ -117,6 +117,7 @@ def test_the_opencv_under_test_is_the_one_intended():
     expected = os.environ.get(UNDER_FLOOR)
     if expected:
         assert cv2.__version__ == expected
+        assert vc.av.__version__ == os.environ["MAGI1_EXPECT_PYAV"]
     else:
         floor = tuple(int(p) for p in _requirement_floor().split("."))
         assert tuple(int(p) for p in cv2.__version__.split(".")[:2]) >= floor[:2]
@@ -138,11 +139,12 @@ def test_every_clip_test_passes_under_the_lowest_opencv_allowed(clip_dir):
 
     assert opencv_floor.OPENCV_FLOOR.startswith(_requirement_floor() + ".")
     floor_dir = opencv_floor.ensure()
-    for name in CLIPS:  # the parent makes them once; the child reuses them
+    for name in CLIPS:  # the parent makes them once (with the newest PyAV); the child reuses them
         if vc.encoder_available(CLIPS[name].codec):
             CLIPS[name].make(clip_dir)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(floor_dir), str(REPO)]),
-               MAGI1_TEST_CLIP_DIR=str(clip_dir), **{UNDER_FLOOR: opencv_floor.OPENCV_FLOOR.rsplit(".", 1)[0]})
+               MAGI1_TEST_CLIP_DIR=str(clip_dir), **{UNDER_FLOOR: opencv_floor.OPENCV_FLOOR.rsplit(".", 1)[0],
+                                                    "MAGI1_EXPECT_PYAV": opencv_floor.PYAV_FLOOR})
     modules = [str(Path(__file__)), str(Path(__file__).with_name("test_video.py"))]
     result = subprocess.run([sys.executable, "-m", "pytest", *modules, "-q", "-p", "no:cacheprovider",
                              "-p", "no:randomly"], cwd=REPO / "tests", env=env, capture_output=True, text=True,

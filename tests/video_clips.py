@@ -171,16 +171,28 @@ _SPC_BT601 = {SPC_BT470BG, SPC_SMPTE170M, SPC_UNSPECIFIED, 0}
 
 
 def reference_rgb(path: Path | str) -> np.ndarray:
-    """Every frame as a player shows it: uint8 RGB [N, H, W, 3], decoded by PyAV."""
+    """Every frame as a player shows it: uint8 RGB [N, H, W, 3], decoded by the installed PyAV.
+
+    PyAV < 17 converts the JPEG-range formats (yuvj420p) with the BT.601 matrix whatever it is
+    told; there such BT.709 frames are taken to limited range first, which it converts right.
+    (Sharp chroma edges come out differently from one FFmpeg's swscale to another, so the
+    reference is always the installed PyAV's, never a stored one.)
+    """
+    old_pyav = tuple(int(p) for p in av.__version__.split(".")[:2]) < (17, 0)
     frames = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         for frame in container.decode(stream):
             matrix = "ITU709" if frame.colorspace == SPC_BT709 else "ITU601"
             full = frame.color_range == RANGE_PC or frame.format.name.startswith("yuvj")
+            rotation = getattr(frame, "rotation", 0)
+            if old_pyav and full and matrix == "ITU709" and frame.format.name.startswith("yuvj"):
+                frame = frame.reformat(format=frame.format.name.replace("yuvj", "yuv"), src_color_range="JPEG",
+                                       dst_color_range="MPEG")
+                full = False
             rgb = frame.to_ndarray(format="rgb24", src_colorspace=matrix,
                                    src_color_range="JPEG" if full else "MPEG", dst_color_range="JPEG")
-            frames.append(np.rot90(rgb, k=_quarter_turns(frame.rotation)))
+            frames.append(np.rot90(rgb, k=_quarter_turns(rotation)))
     return np.ascontiguousarray(np.stack(frames))
 
 

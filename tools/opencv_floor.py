@@ -1,4 +1,4 @@
-"""A side environment holding the lowest OpenCV the pack allows, for running tests under it.
+"""A side environment holding the lowest OpenCV the pack allows (and ComfyUI's lowest PyAV).
 
     python tools/opencv_floor.py          # builds it if needed, prints the directory to put first on PYTHONPATH
 
@@ -9,8 +9,9 @@ newest (the venv's) and under this one. The directory is made with
 - `opencv-python-headless==4.8.1.78`: the same FFmpeg-based video reader as `opencv-python`
   4.8.1.78, without the GUI libraries (libGL) that a server or CI image may lack;
 - `numpy<2`: OpenCV 4.8 was built against numpy 1.x's C API and fails to import under numpy 2
-  ("A module that was compiled using NumPy 1.x cannot be run in NumPy 2"). PyAV only uses
-  numpy's Python API, so the venv's PyAV runs beside numpy 1.26 unchanged.
+  ("A module that was compiled using NumPy 1.x cannot be run in NumPy 2");
+- `av==14.2.0`, the lowest PyAV ComfyUI 0.3.75 allows (PyAV < 17 converts colour differently,
+  see `_PyAVSource` in magi1/video.py).
 """
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ import sys
 from pathlib import Path
 
 OPENCV_FLOOR = "4.8.1.78"
-PACKAGES = [f"opencv-python-headless=={OPENCV_FLOOR}", "numpy<2"]
+# ComfyUI 0.3.75 requires av>=14.2.0: the decoder's PyAV path is tested on that floor too.
+PYAV_FLOOR = "14.2.0"
+PACKAGES = [f"opencv-python-headless=={OPENCV_FLOOR}", "numpy<2", f"av=={PYAV_FLOOR}"]
 CACHE = Path(os.environ.get("MAGI1_CACHE", Path.home() / ".cache" / "comfyui-magi1"))
 # Bump when PACKAGES change, so a stale directory is rebuilt.
-_RECIPE = 1
+_RECIPE = 2
 
 
 def directory() -> Path:
