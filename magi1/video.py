@@ -225,12 +225,56 @@ def _complete_index(path: Path) -> mp4_index.Mp4Index | None:
         index = mp4_index.read(path)
     except OSError as error:
         raise VideoDecodeError(f"Cannot read {path}: {error.strerror or error}.") from None
-    if index is not None and index.problem:
+    problem = index.problem if index is not None else _matroska_problem(path)
+    if problem:
         raise VideoDecodeError(
-            f"{path} is incomplete: {index.problem}. Download it again (delete the saved copy first), "
+            f"{path} is incomplete: {problem}. Download it again (delete the saved copy first), "
             "or wait until whatever writes it has finished."
         )
     return index
+
+
+_EBML = b"\x1a\x45\xdf\xa3"
+_SEGMENT = b"\x18\x53\x80\x67"
+
+
+def _matroska_problem(path: Path) -> str | None:
+    """Why an MKV/WebM is cut short, or None: its Segment element states its size (EBML, RFC 8794).
+
+    A file still being written (or streamed live) leaves the size unknown; that is not checked.
+    """
+    with open(path, "rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(0)
+        head = fh.read(4096)
+    if not head.startswith(_EBML):
+        return None
+    try:
+        header_size, length, _ = _ebml_size(head, 4)
+        at = 4 + length + header_size
+        if head[at:at + 4] != _SEGMENT:
+            return None
+        segment_size, length, unknown = _ebml_size(head, at + 4)
+    except (IndexError, ValueError):
+        return "its EBML header is cut short"
+    end = at + 4 + length + segment_size
+    if not unknown and end > size:
+        return f"its Segment runs to byte {end:,} but the file has {size:,} bytes: the file is cut short"
+    return None
+
+
+def _ebml_size(data: bytes, at: int) -> tuple[int, int, bool]:
+    """(value, bytes used, whether it means "unknown size") of the EBML variable-size integer at `at`."""
+    first = data[at]
+    if first == 0:
+        raise ValueError("not an EBML size")
+    length = 9 - first.bit_length()
+    value = first & ((1 << (8 - length)) - 1)
+    for byte in data[at + 1:at + length]:
+        value = value << 8 | byte
+    if at + length > len(data):
+        raise IndexError("cut short")
+    return value, length, value == (1 << (7 * length)) - 1
 
 
 def _video_track(index: mp4_index.Mp4Index | None, stream) -> mp4_index.Track | None:

@@ -261,10 +261,11 @@ def cut(source: Path, dest: Path, fraction: float) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("name", ["faststart", "moov_at_end", "fragmented"])
+@pytest.mark.parametrize("name", ["faststart", "moov_at_end", "fragmented", "long_audio_mkv", "vp9_odd"])
 def test_a_truncated_file_is_an_error_naming_it(clip_dir, tmp_path, name):
-    path = cut(make(clip_dir, name), tmp_path / f"cut_{name}.mp4", 0.6)
-    with pytest.raises(VideoDecodeError, match=rf"cut_{name}\.mp4 is incomplete"):
+    suffix = CLIPS[name].suffix
+    path = cut(make(clip_dir, name), tmp_path / f"cut_{name}{suffix}", 0.6)
+    with pytest.raises(VideoDecodeError, match=rf"cut_{name}\{suffix} is incomplete"):
         video.decode([path])
 
 
