@@ -608,7 +608,7 @@ def _read_frames(path: Path, info: VideoInfo, source, frame_load_cap: int, skip_
     """(frames kept, frames decoded, whether the stream ended) for one file, closing `source`."""
     coded = (info.width, info.height) if info.quarter_turns % 2 else (info.height, info.width)
     bgr, turns = source.bgr, info.quarter_turns
-    buffer = None
+    buffer, holding = None, False  # a ring slot taken: a uint8 buffer for OpenCV (None at first)
     kept = seen = 0
     try:
         for _ in range(skip_first_frames):
@@ -624,11 +624,9 @@ def _read_frames(path: Path, info: VideoInfo, source, frame_load_cap: int, skip_
                     if not source.grab():
                         break
                 else:
-                    if buffer is None and bgr:
-                        buffer = ring.take()
-                    elif not bgr:
-                        ring.take()  # a token: at most a ring's worth of frames in flight
-                    ok, frame = source.read(buffer)
+                    if not holding:  # at most a ring's worth of frames in flight
+                        buffer, holding = ring.take(), True
+                    ok, frame = source.read(buffer if bgr else None)
                     if not ok:
                         break
                     if frame.shape[:2] != coded:
@@ -637,7 +635,7 @@ def _read_frames(path: Path, info: VideoInfo, source, frame_load_cap: int, skip_
                             f"{frame.shape[0]}, expected {coded[1]}×{coded[0]}); re-encode it at one size."
                         )
                     ring.ready.put((frame, bgr, turns))
-                    buffer = None
+                    buffer, holding = None, False
                     kept += 1
                 seen += 1
                 position += 1
@@ -647,6 +645,6 @@ def _read_frames(path: Path, info: VideoInfo, source, frame_load_cap: int, skip_
             raise _OpenCVDecodedNothing
         return kept, seen, True
     finally:
-        if buffer is not None:
+        if holding:
             ring.give_back(buffer)
         source.close()

@@ -51,6 +51,9 @@ CLIPS: dict[str, vc.Clip] = {
     "av1": C("av1", codec="libsvtav1", options={"crf": "10", "preset": "12"}),
     "vp9_odd": C("vp9_odd", codec="libvpx-vp9", width=97, height=63, suffix=".webm", container="webm",
                  options=FAST_VP9),
+    "h264_one_frame": C("h264_one_frame", frames=1, options={"qp": "0"}),
+    "vp9_one_frame": C("vp9_one_frame", codec="libvpx-vp9", frames=1, suffix=".webm", container="webm",
+                       options=FAST_VP9),
     # timing
     "vfr": C("vfr", frames=10, vfr_pts_ms=[0, 40, 60, 130, 140, 200, 330, 340, 380, 500], options={"qp": "0"}),
     "fps5994": C("fps5994", frames=30, rate=fractions.Fraction(60000, 1001), options={"qp": "0"}),
@@ -205,6 +208,13 @@ def test_a_codec_nothing_decodes_is_named_in_the_error(tmp_path, clip_dir):
     with pytest.raises(VideoDecodeError, match=r"unknown_codec\.mp4") as raised:
         video.decode([path])
     assert "check that" not in str(raised.value).lower()
+
+
+@pytest.mark.timeout(60)
+def test_many_one_frame_videos_through_both_decoders_never_stall(clip_dir):
+    opencv, pyav = make(clip_dir, "h264_one_frame"), make(clip_dir, "vp9_one_frame")
+    decoded = video.decode([opencv, pyav] * 4 + [pyav] * 4)
+    assert decoded.counts == [1] * 12
 
 
 # --- timing and frame counts ----------------------------------------------------------------------------
