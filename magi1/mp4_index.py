@@ -87,12 +87,16 @@ def read(path: str | Path) -> Mp4Index | None:
                     break
                 fh.seek(position + header)
                 body = fh.read(length - header)
-                if box_type == b"moov":
-                    moov_seen = True
-                    _read_moov(body, index)
-                else:
-                    index.fragmented = True
-                    _read_moof(body, fragments)
+                try:
+                    if box_type == b"moov":
+                        moov_seen = True
+                        _read_moov(body, index)
+                    else:
+                        index.fragmented = True
+                        _read_moof(body, fragments)
+                except (struct.error, IndexError, ValueError):
+                    index.problem = f"its {box_type.decode()} box (the index) is damaged"
+                    break
             position = end
         if position < size and index.problem is None and position + 8 > size:
             index.problem = f"it ends inside a box header ({size - position} stray bytes at the end)"

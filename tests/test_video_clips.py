@@ -20,6 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import video_clips as vc
 from magi1 import download, mp4_index, pipeline, video
@@ -378,3 +380,29 @@ def test_the_shared_truncated_case_is_an_error_naming_it():
         pytest.skip(f"{SHARED_CASES} is not beside this clone")
     with pytest.raises(VideoDecodeError, match=r"c10_truncated\.mp4 is incomplete"):
         video.decode([SHARED_CASES / "c10_truncated.mp4"])
+
+
+# --- the MP4 index reader ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["faststart", "moov_at_end"])
+def test_a_whole_mp4_cut_anywhere_is_found_incomplete(clip_dir, name):
+    data = make(clip_dir, name).read_bytes()
+    folder = clip_dir / f"cuts_{name}_{os.getpid()}"
+    folder.mkdir(exist_ok=True)
+    path = folder / "cut.mp4"
+    path.write_bytes(data)
+    assert mp4_index.problem(path) is None
+    for end in [*range(8, len(data), 11), len(data) - 1]:
+        path.write_bytes(data[:end])
+        assert mp4_index.problem(path) is not None, end
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(damage=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8))
+def test_damaged_bytes_never_crash_the_index_reader(clip_dir, tmp_path, damage):
+    data = bytearray(make(clip_dir, "faststart").read_bytes())
+    for at, value in damage:
+        data[at % len(data)] = value
+    path = tmp_path / "damaged.mp4"
+    path.write_bytes(bytes(data))
+    problem = mp4_index.problem(path)
+    assert problem is None or isinstance(problem, str)
