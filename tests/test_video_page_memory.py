@@ -65,3 +65,33 @@ def test_released_pages_leave_the_process():
 def test_available_memory_is_known_on_linux():
     available = page_memory.available_bytes()
     assert available is not None and available > 0
+
+
+def peak_resident_since_reset() -> tuple[int, callable]:
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # the peak (VmHWM) starts again from the current RSS
+
+    def peak() -> int:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM")
+
+    return resident_bytes(), peak
+
+
+def test_an_over_reported_frame_count_costs_no_memory_beyond_the_window(tmp_path, monkeypatch):
+    from video_clips import Clip
+
+    from magi1 import video
+
+    clip = Clip("plain_320x240", width=320, height=240, frames=12, options={"qp": "0"}).make(tmp_path)
+    real = video.probe(clip)
+    over = 4000  # 4000 × 0.9 MiB of float32 frames reported, 12 there
+    monkeypatch.setattr(video, "probe", lambda path: video.VideoInfo(real.width, real.height, real.fps, over))
+    before, peak = peak_resident_since_reset()
+    # a slow consumer (0.03 s a frame) gives the pre-faulting thread every chance to run ahead
+    frames = video.decode([clip], on_progress=lambda done, expected: time.sleep(0.03)).frames
+    assert len(frames) == 12
+    assert peak() - before <= 384 * MIB  # the 256 MiB window and change, not the 3.5 GiB reported
