@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -67,7 +68,7 @@ def test_available_memory_is_known_on_linux():
     assert available is not None and available > 0
 
 
-def peak_resident_since_reset() -> tuple[int, callable]:
+def peak_resident_since_reset() -> tuple[int, Callable[[], int]]:
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # the peak (VmHWM) starts again from the current RSS
 
