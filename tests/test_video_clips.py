@@ -234,6 +234,11 @@ def test_59_94_fps_with_skip_nth_and_cap(clip_dir, options):
     assert video.decode([path], frame_load_cap=1).fps == pytest.approx(60000 / 1001, rel=1e-4)
 
 
+@pytest.mark.parametrize("name", ["vp9_odd", "hevc10_rot90", "h264_rot-90"])
+def test_skip_nth_and_cap_on_both_decoders_and_with_rotation(clip_dir, name):
+    assert_like_reference(make(clip_dir, name), skip_first_frames=2, select_every_nth=3, frame_load_cap=3)
+
+
 @pytest.mark.parametrize("name", ["audio_first", "fragmented", "moov_at_end", "faststart"])
 def test_stream_order_and_mp4_layout_do_not_matter(clip_dir, name):
     path = make(clip_dir, name)
