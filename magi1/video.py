@@ -210,6 +210,12 @@ def decode(
         output.finish()
     if output.count == 0:
         names = ", ".join(p.name for p in paths)
+        if not skip_first_frames:
+            codecs = ", ".join(sorted({i.codec for i in infos if i.codec})) or "video"
+            raise VideoDecodeError(
+                f"No frame of {names} could be decoded ({codecs}): the file is damaged, or the FFmpeg in "
+                f"this PyAV (av {av.__version__}) cannot decode it. Download it again, or re-encode it to H.264."
+            )
         raise VideoDecodeError(
             f"No frames selected: skip_first_frames={skip_first_frames} skips past the end of "
             f"{names} ({' + '.join(str(i.frame_count) for i in infos)} frames). "
@@ -290,9 +296,10 @@ def _codec_name(context) -> str:
 
 
 def _undecodable(path: Path, codec: str, why: str) -> str:
-    return (f"{path} holds video in {codec}, which this PyAV/FFmpeg build cannot decode ({why}). "
-            "Re-encode it to H.264 (for example `ffmpeg -i in.mkv -c:v libx264 -pix_fmt yuv420p out.mp4`), "
-            "or update the av package.")
+    return (f"{path} holds video in {codec}, and the FFmpeg in this PyAV (av {av.__version__}) cannot decode "
+            f"it ({why}): either it has no decoder for {codec} or the file is damaged. Re-encode it to H.264 "
+            "(for example `ffmpeg -i in.mkv -c:v libx264 -pix_fmt yuv420p out.mp4`), update the av package, "
+            "or, if it was downloaded, download it again.")
 
 
 def _frame_rate(stream) -> float:
@@ -464,6 +471,7 @@ class _PyAVSource:
 
     def __init__(self, path: Path, info: VideoInfo) -> None:
         self._error = av.error.FFmpegError
+        self._decoded = 0
         self._path, self._info = path, info
         self._container = av.open(str(path))
         stream = self._container.streams.video[0]
@@ -483,12 +491,17 @@ class _PyAVSource:
 
     def _next(self):
         try:
-            return next(self._frames, None)
+            frame = next(self._frames, None)
         except self._error as error:
+            why = str(error.strerror or error)
+            if not self._decoded:  # not one frame: this build cannot decode the codec (AV1 without dav1d...)
+                raise VideoDecodeError(_undecodable(self._path, self._info.codec, why)) from None
             raise VideoDecodeError(
-                f"{self._path} is damaged: FFmpeg stopped decoding its {self._info.codec} video "
-                f"({error.strerror or error}). Download it again (delete the saved copy first)."
+                f"{self._path} is damaged: FFmpeg stopped decoding its {self._info.codec} video after "
+                f"{self._decoded} frames ({why}). Download it again (delete the saved copy first)."
             ) from None
+        self._decoded += 1
+        return frame
 
     def grab(self) -> bool:
         return self._next() is not None
@@ -593,8 +606,8 @@ def _decode_one(path: Path, info: VideoInfo, frame_load_cap: int, skip_first_fra
                                          skip_first_frames, select_every_nth, ring)
     if ended and info.exact_count and seen < info.frame_count:
         raise VideoDecodeError(
-            f"{path} ended after {seen} of the {info.frame_count} frames its index lists: the file is "
-            "damaged or incomplete. Download it again (delete the saved copy first)."
+            f"{path} ended after {seen} of the {info.frame_count} frames its index lists ({info.codec or 'video'}): "
+            "the file is damaged or incomplete. Download it again (delete the saved copy first)."
         )
     return kept
 

@@ -411,3 +411,15 @@ def test_damaged_bytes_never_crash_the_index_reader(clip_dir, tmp_path, damage):
     path.write_bytes(bytes(data))
     problem = mp4_index.problem(path)
     assert problem is None or isinstance(problem, str)
+
+
+def test_a_pyav_clip_whose_samples_are_zeros_is_an_error_naming_file_and_codec(clip_dir, tmp_path):
+    data = bytearray(make(clip_dir, "av1").read_bytes())
+    index = mp4_index.read(make(clip_dir, "av1"))
+    mdat = data.find(b"mdat")
+    data[mdat + 4:index.video_track().data_end] = bytes(index.video_track().data_end - mdat - 4)
+    path = tmp_path / "zeroed_av1.mp4"
+    path.write_bytes(bytes(data))
+    with pytest.raises(VideoDecodeError, match=r"zeroed_av1\.mp4.*av1") as raised:
+        video.decode([path])
+    assert "check that" not in str(raised.value).lower()
