@@ -115,14 +115,15 @@ def pyav(path: str, thread_type: str) -> np.ndarray:
 def magi1_decode(path: str, huge_pages: bool = False) -> np.ndarray:
     from magi1 import video
 
-    video._HUGE_PAGES = huge_pages
+    if huge_pages:  # numpy's default: leave the output's pages to transparent huge pages
+        video.page_memory.no_huge_pages = lambda array: None
     return video.decode([path]).frames
 
 
 def magi1_decode_no_prefault(path: str) -> np.ndarray:
     from magi1 import video
 
-    video._Prefaulter.start_for = classmethod(lambda cls, array, frames: None)
+    video.page_memory.Prefaulter.start_for = classmethod(lambda cls, array, frames: None)
     return video.decode([path]).frames
 
 

@@ -65,10 +65,17 @@ def encoder() -> str:
     return "mp4v"
 
 
-def input_video(frames: int) -> Path:
-    """A 1280×720 24 fps MP4 of `frames` textured, moving frames, built once and cached."""
+def input_video(frames: int, *, bt709: bool = False) -> Path:
+    """A 1280×720 24 fps MP4 of `frames` textured, moving frames, built once and cached.
+
+    `bt709`: converted with the BT.709 matrix and tagged so (limited range), as HD cameras and
+    many encoders write it; otherwise untagged BT.601 (FFmpeg's default), like the service's MP4s.
+    """
     codec = encoder()
-    path = CACHE / f"input_{WIDTH}x{HEIGHT}_{FPS}fps_{frames}f_{codec}_r{_RECIPE}.mp4"
+    if bt709 and codec != "libx264":
+        raise RuntimeError("a BT.709-tagged input needs PyAV with libx264")
+    colour = "_bt709" if bt709 else ""
+    path = CACHE / f"input_{WIDTH}x{HEIGHT}_{FPS}fps_{frames}f_{codec}{colour}_r{_RECIPE}.mp4"
     if path.is_file():
         return path
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -81,8 +88,14 @@ def input_video(frames: int) -> Path:
             stream = container.add_stream("libx264", rate=FPS)
             stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
             stream.options = {"crf": "18", "preset": "veryfast"}
+            if bt709:
+                context = stream.codec_context
+                context.colorspace = context.color_primaries = context.color_trc = 1  # BT.709
+                context.color_range = 1  # limited ("tv")
             for index in range(frames):
                 frame = av.VideoFrame.from_ndarray(_moved(base, index, WIDTH, HEIGHT), format="rgb24")
+                if bt709:
+                    frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
                 for packet in stream.encode(frame):
                     container.mux(packet)
             for packet in stream.encode():

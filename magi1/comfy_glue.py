@@ -181,14 +181,6 @@ def temp_directory() -> Path:
     return _env_dir("MAGI1_TEMP_DIR", "temp")
 
 
-def input_directory() -> Path:
-    """ComfyUI's input directory; outside ComfyUI $MAGI1_INPUT_DIR or ./input."""
-    if IN_COMFYUI:
-        return Path(_folder_paths.get_input_directory())
-    _fallback("input_directory()")
-    return _env_dir("MAGI1_INPUT_DIR", "input")
-
-
 def local_video_roots() -> list[Path]:
     """The folders Magi1LoadVideo may read local videos from: input, output, temp, as configured
     (absolute, symlinks not resolved: magi1.local_files resolves them itself).

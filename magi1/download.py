@@ -1,8 +1,10 @@
 """Fetching a finished video to disk, whole or not at all.
 
 Streams to a temp file in the destination folder and renames it into place only when the
-byte count matches Content-Length, the size is under the cap and the file starts like an MP4.
-A broken transfer is retried; nothing partial is ever left behind.
+byte count matches Content-Length, the size is under the cap and the file is a whole MP4: its
+index is present and every sample it lists lies within the file (`mp4_index`). That last check
+is what catches a transfer cut short when the server sent no Content-Length. A broken transfer
+is retried; nothing partial is ever left behind.
 
 Content encodings (gzip, deflate, br where installed) are decoded by requests/urllib3: the
 Content-Length check compares the bytes that came over the wire (`raw.tell()`), the size cap the
@@ -23,6 +25,7 @@ from collections.abc import Callable
 
 import requests
 
+from . import mp4_index
 from .config import check_url
 from .errors import DownloadError, UnsafeUrlError
 from .urls import PolicySession, RedirectGuard, keep_headers
@@ -34,20 +37,16 @@ CHUNK_BYTES = 1024 * 1024
 ATTEMPTS = 3
 MAX_SECONDS = 1800.0  # per try; 2 GiB at 1.2 MB/s. A server trickling bytes must not hold a worker for ever
 WATCH_TICK_S = 0.25  # how often the watchdog looks for Cancel and the deadline while a read blocks
-MP4_BOX_TYPES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pdin"}
+looks_like_mp4 = mp4_index.starts_like_mp4
 
 
-def looks_like_mp4(head: bytes) -> bool:
-    """ISO base media files start with a box: 4 bytes of size, then a known 4-letter type."""
-    return len(head) >= 8 and head[4:8] in MP4_BOX_TYPES
+def mp4_index_and_samples_present(path: Path) -> bool:
+    """True when `path` is an MP4 whose index (moov) is there and whose samples all lie within it.
 
-
-def is_complete_mp4(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return looks_like_mp4(fh.read(12))
-    except OSError:
-        return False
+    Reads box headers and the index only (milliseconds). A saved copy that fails this was cut
+    short (an older download without Content-Length, a full disk) and must be downloaded again.
+    """
+    return mp4_index.problem(path) is None
 
 
 def download_video(
@@ -220,6 +219,8 @@ def _fetch_once(session, url, dest, max_bytes, timeout, throw_if_interrupted, ma
                     "The downloaded file is not an MP4 (it does not start with an MP4 box). "
                     "Check the URL; if it came from WaveSpeed, the service returned a broken file."
                 )
+        if (problem := mp4_index.problem(tmp)) is not None:
+            raise _Retryable(f"the MP4 arrived incomplete: {problem}")
         os.replace(tmp, dest)
         return size
     finally:

@@ -20,7 +20,7 @@ import numpy as np
 from . import local_files, media, video
 from .client import Prediction, WaveSpeedClient, client_for
 from .config import Settings, check_url, load_settings
-from .download import download_video, is_complete_mp4
+from .download import download_video, mp4_index_and_samples_present
 from .errors import InputError, TaskFailedError
 from .ledger import Ledger, fingerprint
 from .params import Magi1Request
@@ -233,7 +233,7 @@ def save_video(ctx: Context, url: str, *, task_id: str | None = None) -> Path:
     if task_id is not None and not is_task_id(task_id):  # before it reaches the ledger or a file name
         raise InputError(f"{shown(task_id)} is not a WaveSpeed task id; no file was written.")
     record = ctx.ledger.get(task_id) if task_id else ctx.ledger.find_by_video_url(url)
-    if record is not None and record.saved_video is not None and is_complete_mp4(record.saved_video):
+    if record is not None and record.saved_video is not None and mp4_index_and_samples_present(record.saved_video):
         return record.saved_video
     if task_id is None and record is not None:
         task_id = record.task_id
@@ -241,7 +241,7 @@ def save_video(ctx: Context, url: str, *, task_id: str | None = None) -> Path:
         raise InputError(f"{shown(task_id)} is not a WaveSpeed task id; no file was written.")
     name = task_id or "url_" + hashlib.sha256(url.encode()).hexdigest()[:16]
     dest = ctx.video_dir / f"magi1_{name}.mp4"
-    if not (dest.is_file() and is_complete_mp4(dest)):
+    if not (dest.is_file() and mp4_index_and_samples_present(dest)):
         download_video(
             url, dest, session=_download_session, what=f"the video of task {task_id}" if task_id else "the video",
             throw_if_interrupted=ctx.check_cancel, sleep=ctx.sleep,

@@ -292,8 +292,17 @@ def download(url: str, dest: Path, **kwargs) -> Path:
         return download_video(url, dest, session=session, sleep=lambda s: None, timeout=(2, 5), **kwargs)
 
 
+_clip_cache: list[bytes] = []
+
+
 def video_bytes(size: int = 4000) -> bytes:
-    return MP4_HEAD + os.urandom(size)
+    """A whole (tiny) MP4 followed by a `free` box of `size` random bytes: downloads check the index."""
+    if not _clip_cache:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            _clip_cache.append(write_clip(Path(folder) / "clip.mp4").read_bytes())
+    return _clip_cache[0] + (size + 8).to_bytes(4, "big") + b"free" + os.urandom(size)
 
 
 def test_a_redirect_to_plain_http_elsewhere_is_refused_before_connecting(api, tmp_path):

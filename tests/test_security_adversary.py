@@ -30,7 +30,17 @@ from magi1.errors import (
 
 TASK = "0123456789abcdef0123456789abcdef"
 KEY = "sk-adversary-test-" + "k" * 20 + "9911"
-MP4_BODY = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64
+
+
+def _whole_mp4() -> bytes:
+    """A real (tiny) MP4: downloads check that its index and samples are all there."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        return write_clip(Path(folder) / "clip.mp4").read_bytes()
+
+
+MP4_BODY = _whole_mp4()
 NETRC_USER, NETRC_PASSWORD = "alice", "hunter2-netrc"
 NETRC_BASIC = "Basic " + base64.b64encode(f"{NETRC_USER}:{NETRC_PASSWORD}".encode()).decode()
 FAST = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.05)
