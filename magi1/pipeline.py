@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import requests
 
-from . import media, video
+from . import media, mp4_metadata, video
 from .client import Prediction, WaveSpeedClient, client_for
 from .config import Settings, check_url, load_settings
 from .download import download_video, is_complete_mp4
@@ -241,6 +241,7 @@ def save_video(ctx: Context, url: str, *, task_id: str | None = None) -> Path:
             url, dest, session=_download_session, what=f"the video of task {task_id}" if task_id else "the video",
             throw_if_interrupted=ctx.check_cancel, sleep=ctx.sleep,
         )
+        mp4_metadata.tag_saved_video(dest, ctx.ledger.get(task_id) if task_id else None)
     if task_id:
         ctx.ledger.record_video(task_id, url, dest)
     return dest
