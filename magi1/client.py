@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
 import threading
 import time
@@ -79,6 +80,9 @@ class Prediction:
     model: str = ""
     created_at: str = ""
     timings: Mapping[str, Any] = field(default_factory=dict)
+    # The service's content check flagged an output (its video may be blanked). WaveSpeed sends
+    # `has_nsfw_contents` as one boolean per output (wavespeed-api.md); True when any is true.
+    has_nsfw_contents: bool = False
 
     @property
     def is_final(self) -> bool:
@@ -109,7 +113,15 @@ class Prediction:
             model=str(data.get("model") or ""),
             created_at=str(data.get("created_at") or ""),
             timings=dict(data.get("timings") or {}),
+            has_nsfw_contents=_any_flag(data.get("has_nsfw_contents")),
         )
+
+
+def _any_flag(value: Any) -> bool:
+    """`has_nsfw_contents` as one bool: a list of per-output booleans, or a single boolean."""
+    if isinstance(value, (list, tuple)):
+        return any(item is True for item in value)
+    return value is True
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -324,6 +336,28 @@ class WaveSpeedClient:
         if not prediction.id:
             prediction = Prediction.from_data({**data, "id": task_id})
         return prediction
+
+    def balance(self, *, sleep: Callable[[float], None] | None = None) -> float:
+        """The account's balance in USD: `GET /api/v3/balance` → `data.balance` (wavespeed-api.md).
+
+        Retried like a result GET (429, 5xx, connection errors). Raises AuthError for a refused
+        key, ServerError when the answer carries no finite number.
+        """
+        action = "read the account's balance"
+        url = self._url("balance")
+        response = self._send_with_retries(
+            lambda: self.session.get(url, headers=self._auth(), timeout=(self.timeouts.connect, self.timeouts.read)),
+            action=action,
+            sleep=sleep,
+        )
+        value = self._data(response, action=action).get("balance")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ServerError(
+                f"WaveSpeed answered the balance request without a number ({str(value)[:40]!r}). "
+                "Check WAVESPEED_BASE_URL.",
+                status=response.status_code,
+            )
+        return float(value)
 
     def upload(self, content: bytes, filename: str, content_type: str = "image/png") -> str:
         """Upload bytes, return the URL the service can read them from.
