@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_fingerprint ON tasks (fingerprint);
 CREATE INDEX IF NOT EXISTS tasks_video_url ON tasks (video_url);
+CREATE INDEX IF NOT EXISTS tasks_submitted_at ON tasks (submitted_at);
 """
 REUSABLE_STATUSES = ("created", "processing", "completed")
 
