@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 try:  # the harness moved under tools/ in issue 11
-    from tools.comfyui_harness import ComfyUIServer  # noqa: E402
+    from tools.comfyui_harness import ComfyUIServer
 except ImportError:
-    from comfyui_harness import ComfyUIServer  # noqa: E402
+    from comfyui_harness import ComfyUIServer
 
 from magi1 import pipeline  # noqa: E402
 from tools.wavespeed_emulator import EmulatorServer  # noqa: E402
