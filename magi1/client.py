@@ -350,6 +350,13 @@ class WaveSpeedClient:
             action=action,
             sleep=sleep,
         )
+        if response.status_code == 404:  # its message names the path, which error_for_answer reads as "balance too low"
+            response.close()
+            raise ServerError(
+                "This service has no balance endpoint (GET /api/v3/balance answered HTTP 404). "
+                "Check WAVESPEED_BASE_URL; the balance is also shown on wavespeed.ai.",
+                status=404,
+            )
         value = self._data(response, action=action).get("balance")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ServerError(

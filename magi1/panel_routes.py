@@ -122,6 +122,8 @@ def task_row(record: Any, output_dir: Path, collecting: bool = False) -> dict[st
         "error": record.error or "",
         "has_nsfw_contents": bool(getattr(record, "has_nsfw_contents", False)),
         "video": video,
+        # What Magi1LoadVideo's video_url takes for a saved clip ("add to graph" in the panel).
+        "saved_path": str(saved) if saved is not None else None,
         "thumbnail": f"{PREFIX}/tasks/{record.task_id}/thumbnail" if saved is not None else None,
         "collecting": collecting,
         "can_collect": saved is None and state not in ("failed", "dead", "waiting") and not collecting,
