@@ -10,7 +10,7 @@ the ledger's `list_tasks` called in-process. Target: the task route under 50 ms.
 against the same graph through Magi1LoadVideo's `video` (which decodes every frame to float32),
 on a 192-frame 720p clip from the emulator, one run each in a fresh ComfyUI: wall time and the
 ComfyUI process's peak memory (VmHWM) above its RSS before the run. Needs Magi1Poll's `video`
-output (issue 11): before that merge this case says so and stops.
+output (issue 11): before that merge only the LoadVideo graph runs, and the table says so.
 
     $MAGI1_PYTHON bench/bench_panel.py --case route [--rows 10000] [--repeat 200]
     $MAGI1_PYTHON bench/bench_panel.py --case save
@@ -154,23 +154,21 @@ def _kib(pid: int, field: str) -> int:
 
 def bench_save() -> None:
     results = []
+    missing_poll_video = False
     with tempfile.TemporaryDirectory(prefix="magi1-bench-save-") as work:
         emulator = EmulatorServer(port=0, latency=0.5, default_resolution=CLIP_RESOLUTION,
                                   api_key="bench-key").start()
         try:
             for name, through_load in (("Poll.video → SaveVideo (no decode)", False),
                                        ("Poll → LoadVideo.video → SaveVideo", True)):
-                server = ComfyUIServer(Path(work) / name.split()[0].replace(".", "_"),
+                server = ComfyUIServer(Path(work) / ("load" if through_load else "poll"),
                                        env={"WAVESPEED_BASE_URL": emulator.base_url,
                                             "WAVESPEED_API_KEY": emulator.api_key})
                 server.start()
                 try:
-                    outputs = server.object_info("Magi1Poll").get("output", [])
-                    if "VIDEO" not in outputs:
-                        print("Magi1Poll has no `video` output on this branch (issue 11 adds it): "
-                              "run this case after that merge.")
-                        return
-                    # The clip is rendered once by the emulator before timing (same task: fixed seed).
+                    if not through_load and "VIDEO" not in server.object_info("Magi1Poll").get("output", []):
+                        missing_poll_video = True
+                        continue
                     emulator.reset()
                     pid = server._process.pid
                     baseline_kib = _kib(pid, "VmRSS")
@@ -184,13 +182,16 @@ def bench_save() -> None:
                     server.stop()
         finally:
             emulator.stop()
-    base_seconds, base_peak = results[1][1], results[1][2]
+    base_seconds, base_peak = results[-1][1], results[-1][2]
     print(f"Submit → Poll → SaveVideo, one {CLIP_FRAMES}-frame {CLIP_RESOLUTION} clip, one run each, "
-          "fresh ComfyUI per case (emulator render time included in both)\n")
+          "fresh ComfyUI per case (the emulator's render of the clip is in both)\n")
     print("| graph | wall s | × LoadVideo | peak MiB above start | × LoadVideo |\n| --- | --- | --- | --- | --- |")
     for name, seconds, peak in results:
         print(f"| {name} | {seconds:.1f} | {seconds / base_seconds:.2f} | {peak:.0f} | "
               f"{peak / base_peak if base_peak > 0 else float('nan'):.2f} |")
+    if missing_poll_video:
+        print("\nMagi1Poll has no `video` output on this branch (issue 11 adds it): only the LoadVideo "
+              "baseline ran; run this case again after that merge.")
 
 
 def main() -> None:

@@ -10,9 +10,9 @@ account, collecting a task now, and the pack's settings.
 | `GET /magi1/settings`, `POST /magi1/settings` | the pack's settings file (magi1/pack_settings.py) |
 
 Nothing here serves a path from the request: a thumbnail is made only from the file the ledger
-says a task was saved to, and only when it lies under `<output>/magi1/`. Writes (POST) follow the
-key route's rule: JSON bodies only, a same-origin `Origin` when the browser sends one, and the
-custom header `X-Magi1-Request` (a cross-site form or a simple fetch cannot set it).
+says a task was saved to, and only when it lies under `<output>/magi1/`. Every route follows the
+key route's rule (`request_refusal`): writes need the custom header `X-Magi1-Request`, a
+same-origin `Origin` and a JSON body; a foreign `Origin` is refused on reads too.
 Blocking work (SQL, balance over HTTP, decoding a frame) runs in threads, never on the event
 loop, so ComfyUI and its running prompts never wait on the panel.
 """
@@ -303,19 +303,32 @@ class Collector:
             log.warning("could not collect MAGI-1 task %s from the panel: %s", task_id, exc)
 
 
-# --- the rules for writes ---------------------------------------------------------------------------
-def write_refusal(request: Any) -> str | None:
-    """Why a state-changing request is refused (None: allowed). Mirrors the key route's rule."""
-    if request.headers.get(WRITE_HEADER) != "1":
-        return f"send the header {WRITE_HEADER}: 1 (the MAGI-1 panel does)"
-    if request.content_type != "application/json":
-        return "send a JSON body (Content-Type: application/json)"
-    origin = request.headers.get("Origin")
-    if origin and urlsplit(origin).netloc.lower() != (request.host or "").lower():
-        return "cross-origin requests are refused"
-    site = request.headers.get("Sec-Fetch-Site")
+# --- who may call ------------------------------------------------------------------------------------
+def request_refusal(method: str, headers: Any, *, content_type: str = "") -> str | None:
+    """Why a request to a panel route is refused (None: it may proceed). The key route's rule:
+
+    - a state-changing request (anything but GET/HEAD) must carry `X-Magi1-Request: 1` (no form
+      or `no-cors` fetch can set it, and ComfyUI's CORS answer never allows it), an `Origin`
+      equal to its Host (missing, `null` or foreign is refused), and a JSON body;
+    - a GET carrying a foreign `Origin` is refused too (another site's script reading the list);
+    - `Sec-Fetch-Site`, when the browser sends it, must be `same-origin` or `none`.
+    `headers` is case-insensitive (aiohttp's CIMultiDict).
+    """
+    changes = method not in ("GET", "HEAD")
+    if changes and headers.get(WRITE_HEADER) != "1":
+        return f"the request lacks the {WRITE_HEADER} header that ComfyUI's own page sends"
+    origin = headers.get("Origin")
+    if changes or origin is not None:
+        if not origin or origin == "null":
+            return "the request has no Origin: only ComfyUI's own page may change this"
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or parts.netloc.lower() != headers.get("Host", "").lower():
+            return "the request comes from another site (its Origin is not this ComfyUI)"
+    site = headers.get("Sec-Fetch-Site")
     if site and site not in ("same-origin", "none"):
-        return "cross-site requests are refused"
+        return "the request comes from another site (Sec-Fetch-Site)"
+    if changes and content_type != "application/json":
+        return "send a JSON body (Content-Type: application/json)"
     return None
 
 
@@ -347,8 +360,17 @@ def make_register(host: Host) -> Callable[[Any], None]:
         def refuse(status: int, message: str) -> web.Response:
             return web.json_response({"error": message}, status=status)
 
+        def refused(request) -> web.Response | None:
+            why = request_refusal(request.method, request.headers, content_type=request.content_type)
+            if why is None:
+                return None
+            log.warning("refused a %s to %s: %s", request.method, request.path, why)
+            return refuse(403, f"Refused: {why}.")
+
         @routes.get(f"{PREFIX}/tasks")
         async def get_tasks(request):
+            if answer := refused(request):
+                return answer
             limit = _int_query(request.query.get("limit"), PAGE_DEFAULT, 1, PAGE_MAX)
             before = None
             if request.query.get("before"):
@@ -361,6 +383,8 @@ def make_register(host: Host) -> Callable[[Any], None]:
 
         @routes.get(PREFIX + "/tasks/{task_id}/thumbnail")
         async def get_thumbnail(request):
+            if answer := refused(request):
+                return answer
             task_id = request.match_info["task_id"]
             if not TASK_ID_PATTERN.match(task_id):
                 return refuse(400, "not a task id")
@@ -376,15 +400,16 @@ def make_register(host: Host) -> Callable[[Any], None]:
 
         @routes.get(f"{PREFIX}/account")
         async def get_account(request):
+            if answer := refused(request):
+                return answer
             refresh = request.query.get("refresh") == "1"
             answer = await asyncio.to_thread(account, host, balances, refresh=refresh)
             return web.json_response(answer, headers={"Cache-Control": "no-store"})
 
         @routes.post(PREFIX + "/tasks/{task_id}/collect")
         async def post_collect(request):
-            refusal = write_refusal(request)
-            if refusal:
-                return refuse(403, refusal)
+            if answer := refused(request):
+                return answer
             task_id = request.match_info["task_id"]
             if not TASK_ID_PATTERN.match(task_id):
                 return refuse(400, "not a task id")
@@ -401,13 +426,14 @@ def make_register(host: Host) -> Callable[[Any], None]:
 
         @routes.get(f"{PREFIX}/settings")
         async def get_settings(request):
+            if answer := refused(request):
+                return answer
             return web.json_response(settings_answer(host.private_directory()))
 
         @routes.post(f"{PREFIX}/settings")
         async def post_settings(request):
-            refusal = write_refusal(request)
-            if refusal:
-                return refuse(403, refusal)
+            if answer := refused(request):
+                return answer
             try:
                 body = await request.json()
             except ValueError:

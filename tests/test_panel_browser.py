@@ -18,7 +18,11 @@ import requests
 from browser_support import VIEWPORT, ComfyPage, launch_chromium, save_screenshot
 
 TAB_ID = "magi1-tasks"
-WRITE = {"X-Magi1-Request": "1"}
+
+
+def write_headers(server) -> dict:
+    """What ComfyUI's own page sends with a write: the custom header and its own Origin."""
+    return {"X-Magi1-Request": "1", "Origin": server.url}
 SLOW_LATENCY_S = 4.0
 _seeds = iter(range(700_000, 10**7))
 
@@ -97,6 +101,15 @@ def row(ui: ComfyPage, task_id: str):
     return ui.page.locator(f'[data-magi1=task-list] [data-task-id="{task_id}"]')
 
 
+def queue_from_the_page(ui: ComfyPage) -> str:
+    """Queue the open workflow as the Run button does (app.queuePrompt, on both front ends); its id."""
+    with ui.page.expect_response(
+            lambda r: r.url.endswith("/api/prompt") and r.request.method == "POST") as answer:
+        ui.js("() => { app.queuePrompt(0, 1); }")
+    assert answer.value.ok, answer.value.text()
+    return answer.value.json()["prompt_id"]
+
+
 def emulator_has_balance(comfyui) -> bool:
     probe = requests.get(f"{comfyui.emulator.base_url}/api/v3/balance",
                          headers={"Authorization": f"Bearer {comfyui.emulator.api_key}"}, timeout=10)
@@ -151,7 +164,7 @@ def test_add_to_graph_gives_a_load_video_node_that_plays_the_clip(ui, comfyui):
     assert ui.js("(id) => app.graph.getNodeById(id).widgets.find((w) => w.name === 'video_url').value",
                  node_id) == str(saved)
     assert ui.js("(id) => app.graph.getNodeById(id).size[0]", node_id) >= 420
-    ui.run()
+    server.wait(queue_from_the_page(ui), timeout=60)
     state = ui.wait_for_playable_video(node_id, timeout=60)
     assert state["src"].endswith(f"magi1_{task_id}.mp4&subfolder=magi1&type=output") or task_id in state["src"]
     assert state["shownWidth"] >= 360  # wide enough for the player's controls, duration included
@@ -186,7 +199,7 @@ def test_panel_screenshot_for_the_readme(ui, comfyui):
                      return img && img.complete && img.naturalWidth > 0; }""", arg=newest)
     row(ui, newest).locator("[data-action=add]").click()
     [node_id] = ui.node_ids("Magi1LoadVideo")
-    ui.run()
+    server.wait(queue_from_the_page(ui), timeout=60)
     ui.wait_for_playable_video(node_id, timeout=60)
     ui.page.locator(".p-toast-message").first.wait_for(state="detached", timeout=10_000)
     ui.focus_nodes(("Magi1LoadVideo",), max_scale=1.0, margin=200)
@@ -198,7 +211,9 @@ def test_panel_screenshot_for_the_readme(ui, comfyui):
 # --- settings and the spend guard --------------------------------------------------------------------
 def test_the_panel_settings_sit_next_to_the_key_and_are_stored_on_the_server(ui, comfyui):
     server = comfyui.server
-    ui.open_settings("WaveSpeed MAGI-1")
+    ui.js("() => { app.extensionManager.command.execute('Comfy.ShowSettingsDialog') }")
+    # The category in the dialog's navigation (its markup differs between the two front ends).
+    ui.page.get_by_text("WaveSpeed MAGI-1", exact=True).first.click()
     try:
         price = ui.page.locator("[data-magi1=setting-price_per_task_usd]")
         price.wait_for()
@@ -212,18 +227,18 @@ def test_the_panel_settings_sit_next_to_the_key_and_are_stored_on_the_server(ui,
         assert ui.page.locator("[data-magi1=key-input]").count() == 1  # the key's field, same dialog
     finally:
         ui.page.keyboard.press("Escape")
-        server.post("/magi1/settings", headers=WRITE, json={"price_per_task_usd": None})
+        server.post("/magi1/settings", headers=write_headers(server), json={"price_per_task_usd": None})
 
 
 def test_the_spend_guard_refusal_is_a_toast(ui, comfyui):
     server = comfyui.server
     comfyui.emulator.reset()
-    server.post("/magi1/settings", headers=WRITE, json={"max_tasks_per_run": 2}).raise_for_status()
+    server.post("/magi1/settings", headers=write_headers(server), json={"max_tasks_per_run": 2}).raise_for_status()
     try:
         ui.new_blank_workflow()
         ui.js("(g) => app.loadApiJson(g, 'spend guard')", graph(prompt="one task per frame", batch=3))
         ui.page.wait_for_function("() => app.graph.nodes.some((n) => n.type === 'Magi1Submit')")
-        ui.run()
+        queue_from_the_page(ui)
         toast = ui.page.locator(".p-toast-message").filter(has_text=re.compile("spend guard", re.I))
         try:
             toast.first.wait_for(timeout=30_000)
@@ -235,4 +250,4 @@ def test_the_spend_guard_refusal_is_a_toast(ui, comfyui):
             raise
         assert [e for e in comfyui.emulator.journal() if e["route"] == "submit"] == []
     finally:
-        server.post("/magi1/settings", headers=WRITE, json={"max_tasks_per_run": None})
+        server.post("/magi1/settings", headers=write_headers(server), json={"max_tasks_per_run": None})
