@@ -78,3 +78,22 @@ def test_a_url_of_no_known_task_is_not_tagged(ctx, emulator, tmp_path):
     plain.write_bytes(requests.get(url, timeout=30).content)
     assert mp4_metadata.tag_saved_video(plain, None) is False
     assert "magi1_task_id" not in mp4_metadata.read_tags(plain)
+
+
+def test_the_tags_survive_comfyui_s_save_video(comfyui):
+    """Magi1LoadVideo's VIDEO → core SaveVideo remuxes the clip and keeps its metadata."""
+    comfyui.emulator.reset()
+    comfyui.server.clear_cache()
+    graph = {
+        "submit": {"class_type": "Magi1Submit", "inputs": {"prompt": "a tagged clip", "seed": 31337,
+                                                            "resolution": "480p"}},
+        "poll": {"class_type": "Magi1Poll", "inputs": {"task": ["submit", 0], "poll_interval_s": 0.2}},
+        "load": {"class_type": "Magi1LoadVideo", "inputs": {"video_url": ["poll", 0]}},
+        "save": {"class_type": "SaveVideo", "inputs": {"video": ["load", 4], "filename_prefix": "tagged/clip",
+                                                        "format": "auto", "codec": "auto"}},
+    }
+    comfyui.server.run(graph, timeout=120)
+    [saved] = (comfyui.server.output_dir / "tagged").glob("clip*.mp4")
+    tags = mp4_metadata.read_tags(saved)
+    assert tags["magi1_prompt"] == "a tagged clip" and tags["magi1_seed"] == "31337"
+    assert tags["magi1_task_id"] and "prompt" in tags  # ComfyUI's own graph sits beside ours
