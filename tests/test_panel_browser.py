@@ -188,8 +188,15 @@ def test_the_account_shows_the_balance_and_today_s_tasks(ui, comfyui):
 def test_panel_screenshot_for_the_readme(ui, comfyui):
     """The panel with a few saved tasks next to a graph: docs/screenshots/magi1-panel.png."""
     server = comfyui.server
+    comfyui.emulator.add_fault("submit", "fail_task", error="the prompt was refused by moderation", code=1200)
+    server.wait(server.queue(graph(prompt="a prompt the service refuses")), timeout=120, check=False)
     for prompt in ("a lighthouse in a storm, waves breaking", "a fox running through snow"):
         server.run(graph(prompt=prompt), timeout=120)
+    # A price and a cap, so the account block shows the spend figure and the slots.
+    server.post("/magi1/settings", headers=write_headers(server),
+                json={"price_per_task_usd": 0.3, "account_max_running": 3}).raise_for_status()
+    request_cleanup = lambda: server.post("/magi1/settings", headers=write_headers(server),  # noqa: E731
+                                          json={"price_per_task_usd": None, "account_max_running": None})
     ui.new_blank_workflow()
     open_panel(ui)
     ui.page.locator("[data-magi1=account][data-state=ok]").wait_for()
@@ -204,7 +211,12 @@ def test_panel_screenshot_for_the_readme(ui, comfyui):
     ui.page.locator(".p-toast-message").first.wait_for(state="detached", timeout=10_000)
     ui.focus_nodes(("Magi1LoadVideo",), max_scale=1.0, margin=200)
     ui.settle(0.8)
-    path = save_screenshot(ui.page, "magi1-panel")
+    try:
+        assert "at your $0.30 per task" in ui.page.locator("[data-magi1=account]").inner_text()
+        assert "refused by moderation" in ui.page.locator('[data-magi1=task-list] [data-state="failed"]').first.inner_text()
+        path = save_screenshot(ui.page, "magi1-panel")
+    finally:
+        request_cleanup()
     assert path.stat().st_size > 10_000
 
 

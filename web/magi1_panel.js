@@ -296,7 +296,9 @@ class Magi1Panel {
       ? `Spent ≈ ${money(info.spent_today_usd)} today, ${money(info.spent_this_month_usd)} this month ` +
         `(at your ${money(info.price_per_task_usd)} per task)`
       : info.price_note;
-    this.account.replaceChildren(
+    const checked = info.balance_checked_at ? `checked ${ago(info.balance_checked_at)}` : "";
+    balance.title = checked;
+    this.account.replaceChildren(...[
       element("div", { className: "magi1-line" }, [element("h3", { textContent: "MAGI-1 account" }), refresh]),
       element("div", { className: "magi1-line" }, [element("span", { textContent: "Balance" }), balance]),
       why,
@@ -309,7 +311,7 @@ class Magi1Panel {
         element("span", { textContent: slots }),
       ]),
       element("div", { className: "magi1-muted", textContent: spend }),
-    );
+    ].filter(Boolean));
     this.account.dataset.state = "ok";
   }
 
