@@ -117,13 +117,6 @@ class Prediction:
         )
 
 
-def _any_flag(value: Any) -> bool:
-    """`has_nsfw_contents` as one bool: a list of per-output booleans, or a single boolean."""
-    if isinstance(value, (list, tuple)):
-        return any(item is True for item in value)
-    return value is True
-
-
 def _retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
@@ -337,35 +330,6 @@ class WaveSpeedClient:
             prediction = Prediction.from_data({**data, "id": task_id})
         return prediction
 
-    def balance(self, *, sleep: Callable[[float], None] | None = None) -> float:
-        """The account's balance in USD: `GET /api/v3/balance` → `data.balance` (wavespeed-api.md).
-
-        Retried like a result GET (429, 5xx, connection errors). Raises AuthError for a refused
-        key, ServerError when the answer carries no finite number.
-        """
-        action = "read the account's balance"
-        url = self._url("balance")
-        response = self._send_with_retries(
-            lambda: self.session.get(url, headers=self._auth(), timeout=(self.timeouts.connect, self.timeouts.read)),
-            action=action,
-            sleep=sleep,
-        )
-        if response.status_code == 404:  # its message names the path, which error_for_answer reads as "balance too low"
-            response.close()
-            raise ServerError(
-                "This service has no balance endpoint (GET /api/v3/balance answered HTTP 404). "
-                "Check WAVESPEED_BASE_URL; the balance is also shown on wavespeed.ai.",
-                status=404,
-            )
-        value = self._data(response, action=action).get("balance")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ServerError(
-                f"WaveSpeed answered the balance request without a number ({str(value)[:40]!r}). "
-                "Check WAVESPEED_BASE_URL.",
-                status=response.status_code,
-            )
-        return float(value)
-
     def upload(self, content: bytes, filename: str, content_type: str = "image/png") -> str:
         """Upload bytes, return the URL the service can read them from.
 
@@ -448,6 +412,35 @@ class WaveSpeedClient:
         log.info("uploaded %s (%d bytes, binary endpoint)", filename, len(content))
         return str(download_url)
 
+    def balance(self, *, sleep: Callable[[float], None] | None = None) -> float:
+        """The account's balance in USD: `GET /api/v3/balance` → `data.balance` (wavespeed-api.md).
+
+        Retried like a result GET (429, 5xx, connection errors). Raises AuthError for a refused
+        key, ServerError when the answer carries no finite number.
+        """
+        action = "read the account's balance"
+        url = self._url("balance")
+        response = self._send_with_retries(
+            lambda: self.session.get(url, headers=self._auth(), timeout=(self.timeouts.connect, self.timeouts.read)),
+            action=action,
+            sleep=sleep,
+        )
+        if response.status_code == 404:  # its message names the path, which error_for_answer reads as "balance too low"
+            response.close()
+            raise ServerError(
+                "This service has no balance endpoint (GET /api/v3/balance answered HTTP 404). "
+                "Check WAVESPEED_BASE_URL; the balance is also shown on wavespeed.ai.",
+                status=404,
+            )
+        value = self._data(response, action=action).get("balance")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ServerError(
+                f"WaveSpeed answered the balance request without a number ({str(value)[:40]!r}). "
+                "Check WAVESPEED_BASE_URL.",
+                status=response.status_code,
+            )
+        return float(value)
+
     def close(self) -> None:
         self.session.close()
 
@@ -476,6 +469,13 @@ def _as_upload_error(exc: ApiError) -> ApiError:
         f"{exc} Nothing was submitted or billed.",
         status=exc.status, code=exc.code, service_message=exc.service_message,
     )
+
+
+def _any_flag(value: Any) -> bool:
+    """`has_nsfw_contents` as one bool: a list of per-output booleans, or a single boolean."""
+    if isinstance(value, (list, tuple)):
+        return any(item is True for item in value)
+    return value is True
 
 
 _clients: dict[tuple[str, str], WaveSpeedClient] = {}

@@ -18,12 +18,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import requests
 
-from . import media, mp4_metadata, video
+from . import media, video
 from .client import Prediction, WaveSpeedClient, client_for
 from .config import Settings, check_url, load_settings
 from .download import download_video, is_complete_mp4
 from .errors import InputError, TaskFailedError
 from .ledger import Ledger, fingerprint
+from .mp4_metadata import tag_saved_video
 from .params import Magi1Request
 from .poller import WaitSnapshot, run_interruptible, wait_for_tasks
 
@@ -241,7 +242,7 @@ def save_video(ctx: Context, url: str, *, task_id: str | None = None) -> Path:
             url, dest, session=_download_session, what=f"the video of task {task_id}" if task_id else "the video",
             throw_if_interrupted=ctx.check_cancel, sleep=ctx.sleep,
         )
-        mp4_metadata.tag_saved_video(dest, ctx.ledger.get(task_id) if task_id else None)
+        tag_saved_video(dest, ctx.ledger.get(task_id) if task_id else None)
     if task_id:
         ctx.ledger.record_video(task_id, url, dest)
     return dest
