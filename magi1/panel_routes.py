@@ -105,7 +105,10 @@ def task_row(record: Any, output_dir: Path, collecting: bool = False) -> dict[st
     if saved is not None:
         relative = saved.relative_to(Path(output_dir).resolve())
         video = {"filename": relative.name, "subfolder": relative.parent.as_posix(), "type": "output"}
+    row_id = getattr(record, "row_id", None)
     return {
+        # A claim that has no task id yet (the ledger issue's "waiting for a slot") is keyed by its row.
+        "key": record.task_id or f"claim-{row_id}",
         "task_id": record.task_id,
         "status": record.status,
         "state": state,

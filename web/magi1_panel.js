@@ -170,7 +170,7 @@ function addStyles() {
 
 class Magi1Panel {
   constructor() {
-    this.rows = new Map(); // task_id -> row, in list order (Map keeps insertion order)
+    this.rows = new Map(); // row.key (the task id, or "claim-<row>" before it has one) -> row, in list order
     this.nextBefore = null;
     this.loading = false;
     this.root = null;
@@ -216,7 +216,7 @@ class Magi1Panel {
       const query = new URLSearchParams({ limit: PAGE_SIZE });
       if (!first) query.set("before", this.nextBefore);
       const page = await request(`/magi1/tasks?${query}`);
-      for (const row of page.tasks) this.rows.set(row.task_id, row);
+      for (const row of page.tasks) this.rows.set(row.key, row);
       this.nextBefore = page.next_before;
       this.renderRows();
     } catch (error) {
@@ -230,21 +230,25 @@ class Magi1Panel {
   async refreshPending() {
     const ids = [...this.pendingIds];
     this.pendingIds.clear();
-    const unknown = ids.filter((id) => !this.rows.has(id));
+    // New tasks and claims (whose key changes when they get a task id) come with the first page.
+    const unknown = ids.filter((id) => !this.rows.has(id) || id.startsWith("claim-"));
     try {
       if (unknown.length) {
         const page = await request(`/magi1/tasks?limit=${PAGE_SIZE}`);
-        const fresh = page.tasks.filter((row) => !this.rows.has(row.task_id));
-        this.rows = new Map([...fresh.map((row) => [row.task_id, row]), ...this.rows]);
-        for (const row of page.tasks) this.rows.set(row.task_id, row);
+        // Claims become tasks (their key changes): the fresh first page says which are left.
+        for (const key of [...this.rows.keys()]) if (key.startsWith("claim-")) this.rows.delete(key);
+        const fresh = page.tasks.filter((row) => !this.rows.has(row.key));
+        this.rows = new Map([...fresh.map((row) => [row.key, row]), ...this.rows]);
+        for (const row of page.tasks) this.rows.set(row.key, row);
         if (this.nextBefore === null && this.rows.size >= PAGE_SIZE) this.nextBefore = page.next_before;
       }
       for (const id of ids.filter((i) => !unknown.includes(i))) {
         const known = this.rows.get(id);
+        if (!known) continue;
         // `before` is exclusive: just above this row's time gives this row first.
         const page = await request(`/magi1/tasks?limit=1&before=${known.submitted_at + 1e-6}`);
         const row = page.tasks[0];
-        if (row?.task_id === id) this.rows.set(id, { ...row, has_nsfw_contents: row.has_nsfw_contents || known.has_nsfw_contents });
+        if (row?.key === id) this.rows.set(id, { ...row, has_nsfw_contents: row.has_nsfw_contents || known.has_nsfw_contents });
       }
       this.renderRows();
     } catch (error) {
@@ -254,8 +258,9 @@ class Magi1Panel {
   }
 
   onTaskEvent(event) {
-    if (!event.task_id) return;
-    const row = this.rows.get(event.task_id);
+    const key = event.task_id || (event.row_id !== undefined && event.row_id !== null ? `claim-${event.row_id}` : null);
+    if (!key) return;
+    const row = this.rows.get(key);
     if (row) {
       // Shown at once; the full row (video, thumbnail) follows from the server.
       row.status = event.status;
@@ -265,7 +270,7 @@ class Magi1Panel {
       this.renderRow(row);
     }
     if (!this.root) return; // closed: the rows are fetched fresh when it opens
-    this.pendingIds.add(event.task_id);
+    this.pendingIds.add(key);
     clearTimeout(this.refreshTimer);
     this.refreshTimer = setTimeout(() => this.refreshPending(), EVENT_DEBOUNCE_MS);
   }
@@ -328,7 +333,7 @@ class Magi1Panel {
   }
 
   renderRow(row) {
-    const old = this.list?.querySelector(`[data-task-id="${CSS.escape(row.task_id)}"]`);
+    const old = this.list?.querySelector(`[data-key="${CSS.escape(row.key)}"]`);
     if (old) old.replaceWith(this.rowElement(row));
   }
 
@@ -365,7 +370,8 @@ class Magi1Panel {
       actions,
     ]);
     const item = element("div", { className: "magi1-task" }, [thumb, body]);
-    item.dataset.taskId = row.task_id;
+    item.dataset.key = row.key;
+    if (row.task_id) item.dataset.taskId = row.task_id;
     item.dataset.state = row.state;
 
     const button = (icon, label, title, handler, action) => {
@@ -384,7 +390,7 @@ class Magi1Panel {
       button("pi-download", "Collect", "Collect now: wait for this task in the background and save its video",
         (b) => this.collect(row, b), "collect");
     }
-    button("pi-copy", "", `Copy the task id ${row.task_id}`, () => copyText(row.task_id), "copy");
+    if (row.task_id) button("pi-copy", "", `Copy the task id ${row.task_id}`, () => copyText(row.task_id), "copy");
     return item;
   }
 
@@ -497,7 +503,7 @@ function onExecutionError(event) {
   const detail = event.detail ?? {};
   const text = `${detail.exception_type ?? ""} ${detail.exception_message ?? ""}`;
   if (!String(detail.node_type ?? "").startsWith("Magi1")) return;
-  if (/spend.?guard|max_tasks_per_run/i.test(text)) {
+  if (/SpendLimit|spend.?guard|max_tasks_per_run/i.test(text)) {
     toast("error", "MAGI-1 spend guard: nothing was submitted", detail.exception_message, 20000);
   }
 }
