@@ -142,17 +142,24 @@ def list_page(host: Host, limit: int, before: float | None, collecting: set[str]
 
 # --- thumbnails ---------------------------------------------------------------------------------------
 def first_frame_jpeg(video: Path, width: int = THUMBNAIL_WIDTH) -> bytes:
-    """The first frame of `video`, scaled to `width` pixels wide, as JPEG bytes. Raises on a bad file."""
-    import av
+    """The first frame of `video`, scaled to `width` pixels wide, as JPEG bytes. Raises on a bad file.
+
+    OpenCV, not PyAV: a PyAV decoder with frame threads, left after one frame, froze a whole
+    ComfyUI 0.33 process (every Python thread waiting on the GIL, seen in a test run). OpenCV's
+    decoder never calls back into Python and releases the GIL while it reads.
+    """
     import cv2
 
-    with av.open(str(video)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        frame = next(container.decode(stream))
-        height = max(2, round(frame.height * width / max(frame.width, 1) / 2) * 2)
-        pixels = frame.to_ndarray(format="bgr24", width=width, height=height)
-    ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 82])
+    capture = cv2.VideoCapture(str(video))
+    try:
+        ok, pixels = capture.read()
+    finally:
+        capture.release()
+    if not ok or pixels is None:
+        raise ValueError(f"no frame could be read from {video.name}")
+    height = max(2, round(pixels.shape[0] * width / max(pixels.shape[1], 1) / 2) * 2)
+    small = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 82])
     if not ok:
         raise ValueError(f"could not encode a thumbnail of {video.name}")
     return encoded.tobytes()

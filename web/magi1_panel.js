@@ -12,7 +12,7 @@
 //     including tasks collected in the background.
 // Also here: the spend guard, max running tasks and price per task in Settings › WaveSpeed MAGI-1
 // (kept in the pack's settings file on the server, like the key), a toast when the spend guard
-// refuses a run, and new Magi1LoadVideo nodes wide enough for the video player's controls.
+// refuses a run, and new Magi1LoadVideo / Magi1Poll nodes wide enough for the video player's controls.
 // Routes: magi1/panel_routes.py. Nothing here is kept in browser storage.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
@@ -23,8 +23,10 @@ const TASK_EVENT = "magi1.task";
 const WRITE_HEADERS = { "Content-Type": "application/json", "X-Magi1-Request": "1" };
 const PAGE_SIZE = 50;
 const LOAD_VIDEO_NODE_TYPE = "Magi1LoadVideo";
-// Chromium's native <video> controls hide the duration below about 360 px of player width.
-const LOAD_VIDEO_MIN_WIDTH = 420;
+// The nodes that preview the clip. Chromium's native <video> controls hide the duration below
+// about 360 px of player width; 420 px of node leaves that after the node's margins.
+const VIDEO_PREVIEW_NODE_TYPES = new Set([LOAD_VIDEO_NODE_TYPE, "Magi1Poll"]);
+const VIDEO_NODE_MIN_WIDTH = 420;
 const EVENT_DEBOUNCE_MS = 250;
 const SETTINGS_CATEGORY = "WaveSpeed MAGI-1";
 const STATE_LABELS = {
@@ -544,10 +546,10 @@ app.registerExtension({
   },
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name === LOAD_VIDEO_NODE_TYPE) {
+    if (VIDEO_PREVIEW_NODE_TYPES.has(nodeData.name)) {
       // Saved workflows restore their own size after this: only new nodes are widened.
       chainCallback(nodeType.prototype, "onNodeCreated", function () {
-        if (this.size[0] < LOAD_VIDEO_MIN_WIDTH) this.setSize([LOAD_VIDEO_MIN_WIDTH, this.size[1]]);
+        if (this.size[0] < VIDEO_NODE_MIN_WIDTH) this.setSize([VIDEO_NODE_MIN_WIDTH, this.size[1]]);
       });
     }
   },
