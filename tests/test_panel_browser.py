@@ -83,16 +83,22 @@ def graph(*, prompt: str, poll: bool = True, batch: int = 0) -> dict:
     return nodes
 
 
+def task_ids(server) -> list[str]:
+    """The ledger's task ids, newest first (claims that have no task id yet left out)."""
+    rows = server.get("/magi1/tasks", params={"limit": 20}).json()["tasks"]
+    return [r["task_id"] for r in rows if r["task_id"]]
+
+
 def newest_task_id(server) -> str:
-    return server.get("/magi1/tasks", params={"limit": 1}).json()["tasks"][0]["task_id"]
+    return task_ids(server)[0]
 
 
-def wait_for_new_task(server, known: str | None, timeout: float = 30.0) -> str:
+def wait_for_new_task(server, known: set[str], timeout: float = 30.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        tasks = server.get("/magi1/tasks", params={"limit": 1}).json()["tasks"]
-        if tasks and tasks[0]["task_id"] != known:
-            return tasks[0]["task_id"]
+        fresh = [t for t in task_ids(server) if t not in known]
+        if fresh:
+            return fresh[0]
         time.sleep(0.1)
     raise AssertionError("no new task in the ledger")
 
@@ -121,9 +127,9 @@ def test_the_panel_lists_a_run_s_task_while_it_runs_then_saved_with_a_thumbnail(
     server = comfyui.server
     ui.new_blank_workflow()
     open_panel(ui)
-    before = server.get("/magi1/tasks", params={"limit": 1}).json()["tasks"]
+    before = set(task_ids(server))
     prompt_id = server.queue(graph(prompt="a heron lifting off a misty pond"))
-    task_id = wait_for_new_task(server, before[0]["task_id"] if before else None)
+    task_id = wait_for_new_task(server, before)
 
     entry = row(ui, task_id)
     entry.wait_for(timeout=10_000)  # from the magi1.task event: no reload, no click
