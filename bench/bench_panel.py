@@ -42,25 +42,41 @@ CLIP_RESOLUTION = "720p"
 
 # --- route ---------------------------------------------------------------------------------------
 def fill_ledger(path: Path, rows: int) -> None:
-    """`rows` tasks in the ledger at `path`: one through the ledger's API, copied in one transaction
-    (one API call per row takes ~5 ms each: minutes for 10,000)."""
+    """`rows` tasks in the SQLite ledger at `path`: one through the ledger's API, copied in one
+    transaction (one API call per row takes ~5 ms: minutes for 10,000). Works on the ledger's
+    table whatever its name (`tasks`, or `magi1_tasks` after the ledger issue): the copies get new
+    task ids and times, an own integer key, and NULL in any other unique column."""
     book = pipeline.ledger_at(path)
     now = time.time()
     book.record_submission("bench-seed-row", fingerprint="0" * 64, base_url="https://api.wavespeed.ai",
                            payload={"prompt": "a slow pan over a misty valley at dawn " * 3, "seed": 1,
                                     "resolution": "720p"}, status="completed")
     with sqlite3.connect(path) as db:
-        columns = [row[1] for row in db.execute("PRAGMA table_info(tasks)")]
-        chosen = {"task_id": "'bench-' || ?1", "submitted_at": "?2 - ?3 * 37.0", "updated_at": "?2 - ?3 * 37.0 + 90"}
-        select = ", ".join(chosen.get(c, c) for c in columns)
-        sql = f"INSERT INTO tasks ({', '.join(columns)}) SELECT {select} FROM tasks WHERE task_id = 'bench-seed-row'"
+        table = next(name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                     if "task_id" in [c[1] for c in db.execute(f'PRAGMA table_info("{name}")')])
+        info = list(db.execute(f'PRAGMA table_info("{table}")'))
+        unique = {col[2] for index in db.execute(f'PRAGMA index_list("{table}")') if index[2]
+                  for col in db.execute(f'PRAGMA index_info("{index[1]}")')}
+        timed = "?2 - ?3 * 37.0"
+        chosen = {"task_id": "'bench-' || ?1", "submitted_at": timed, "claimed_at": timed,
+                  "updated_at": timed + " + 90"}
+        columns, values = [], []
+        for _, name, _, _, _, primary in info:
+            if primary and name != "task_id":
+                continue  # its own key (an integer primary key numbers itself)
+            columns.append(name)
+            values.append(chosen.get(name, "NULL" if name in unique else name))
+        sql = (f'INSERT INTO "{table}" ({", ".join(columns)}) SELECT {", ".join(values)} '
+               f"FROM \"{table}\" WHERE task_id = 'bench-seed-row'")
         db.executemany(sql, ((f"{i:06d}", now, i) for i in range(rows - 1)))
 
 
 def drop_submitted_at_indexes(path: Path) -> list[str]:
     """Drop the ledger's indexes whose first column is submitted_at; their names."""
     with sqlite3.connect(path) as db:
-        names = [name for _, name, *_ in db.execute("PRAGMA index_list(tasks)")
+        table = next(name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                     if "task_id" in [c[1] for c in db.execute(f'PRAGMA table_info("{name}")')])
+        names = [name for _, name, *_ in db.execute(f'PRAGMA index_list("{table}")')
                  if [c[2] for c in db.execute(f"PRAGMA index_info('{name}')")][:1] == ["submitted_at"]]
         for name in names:
             db.execute(f'DROP INDEX "{name}"')
