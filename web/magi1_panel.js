@@ -317,7 +317,7 @@ class Magi1Panel {
         element("span", { textContent: "Running" + (info.waiting ? ` (+${info.waiting} waiting)` : "") }),
         element("span", { textContent: slots }),
       ]),
-      element("div", { className: "magi1-muted", textContent: spend }),
+      element("div", { className: "magi1-muted", textContent: spend, title: info.price_note }),
     ].filter(Boolean));
     this.account.dataset.state = "ok";
   }
