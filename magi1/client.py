@@ -90,6 +90,9 @@ class Prediction:
     model: str = ""
     created_at: str = ""
     timings: Mapping[str, Any] = field(default_factory=dict)
+    # The service's content check flagged an output (its video may be blanked). WaveSpeed sends
+    # `has_nsfw_contents` as one boolean per output (wavespeed-api.md); True when any is true.
+    has_nsfw_contents: bool = False
 
     @property
     def is_final(self) -> bool:
@@ -130,6 +133,7 @@ class Prediction:
             model=str(data.get("model") or ""),
             created_at=str(data.get("created_at") or ""),
             timings=dict(timings) if isinstance(timings, Mapping) else {},
+            has_nsfw_contents=_any_flag(data.get("has_nsfw_contents")),
         )
 
 
@@ -509,6 +513,35 @@ class WaveSpeedClient:
         log.info("uploaded %s (%d bytes, binary endpoint)", filename, len(content))
         return str(download_url)
 
+    def balance(self, *, sleep: Callable[[float], None] | None = None) -> float:
+        """The account's balance in USD: `GET /api/v3/balance` → `data.balance` (wavespeed-api.md).
+
+        Retried like a result GET (429, 5xx, connection errors). Raises AuthError for a refused
+        key, ServerError when the answer carries no finite number.
+        """
+        action = "read the account's balance"
+        url = self._url("balance")
+        response = self._send_with_retries(
+            lambda: self.session.get(url, headers=self._auth(), timeout=(self.timeouts.connect, self.timeouts.read)),
+            action=action,
+            sleep=sleep,
+        )
+        if response.status_code == 404:  # its message names the path, which error_for_answer reads as "balance too low"
+            response.close()
+            raise ServerError(
+                "This service has no balance endpoint (GET /api/v3/balance answered HTTP 404). "
+                "Check WAVESPEED_BASE_URL; the balance is also shown on wavespeed.ai.",
+                status=404,
+            )
+        value = self._data(response, action=action).get("balance")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ServerError(
+                f"WaveSpeed answered the balance request without a number ({str(value)[:40]!r}). "
+                "Check WAVESPEED_BASE_URL.",
+                status=response.status_code,
+            )
+        return float(value)
+
     def close(self) -> None:
         self.session.close()
 
@@ -556,6 +589,13 @@ def _as_upload_error(exc: ApiError) -> ApiError:
         f"{exc} Nothing was submitted or billed.",
         status=exc.status, code=exc.code, service_message=exc.service_message,
     )
+
+
+def _any_flag(value: Any) -> bool:
+    """`has_nsfw_contents` as one bool: a list of per-output booleans, or a single boolean."""
+    if isinstance(value, (list, tuple)):
+        return any(item is True for item in value)
+    return value is True
 
 
 _clients: dict[tuple[str, str], WaveSpeedClient] = {}

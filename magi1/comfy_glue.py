@@ -343,6 +343,26 @@ def video_from_frames(frames: Any, fps: float) -> object | None:
     return InputImpl.VideoFromComponents(Types.VideoComponents(images=frames, frame_rate=rate))
 
 
+_task_events_unsubscribe: Callable[[], None] | None = None
+
+
+def forward_task_events() -> bool:
+    """Send every task event (magi1.events) to the front end as websocket event `magi1.task`.
+
+    Once per process (later calls do nothing); False when no server runs. `send_sync` only queues
+    the message on the server's loop (thread-safe), so a publishing worker thread never waits.
+    """
+    global _task_events_unsubscribe
+    server = _prompt_server()
+    if server is None:
+        return False
+    if _task_events_unsubscribe is None:
+        from . import events
+
+        _task_events_unsubscribe = events.subscribe(lambda event: server.send_sync(events.TASK_EVENT, event, None))
+    return True
+
+
 def output_preview(paths: list[Path]) -> dict:
     """The node's "ui" dict that previews videos saved under the output (or temp) directory."""
     roots = [("output", output_directory()), ("temp", temp_directory())]

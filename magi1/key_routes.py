@@ -8,7 +8,7 @@ ComfyUI listens on a port every web page in the user's browser can reach, so the
 only the ComfyUI page itself (`request_refusal`):
 - `Host` must be an IP literal, `localhost` or a name ComfyUI was told to `--listen` on: a page
   that rebinds its own DNS name to 127.0.0.1 sends its own name and is refused (DNS rebinding);
-- POST and DELETE (anything but GET) must carry `X-Magi1-Key-Route: 1`, a header no simple
+- POST and DELETE (anything but GET) must carry `X-Magi1-Request: 1`, a header no simple
   cross-site request (form, `no-cors` fetch) can set and that ComfyUI's CORS answer never allows,
   and an `Origin` equal to that Host (missing, `null` or foreign is refused); a GET, which only
   reads the status, is refused when it carries a foreign Origin;
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 ROUTE = "/magi1/api_key"
 MAX_KEY_CHARS = config.KEY_MAX_CHARS
 MAX_BODY_BYTES = 4096
-GUARD_HEADER = "X-Magi1-Key-Route"
+GUARD_HEADER = "X-Magi1-Request"
 GUARD_VALUE = "1"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -81,7 +81,7 @@ def _is_own_host_name(host: str, own_names: Collection[str]) -> bool:
 
 def request_refusal(method: str, headers: Mapping[str, str], *, own_names: Collection[str] = (),
                     content_type: str = "") -> str | None:
-    """Why this request to the key route is refused, or None when it may proceed.
+    """Why this request to one of the pack's routes (the key, the panel) is refused, or None.
 
     `headers` is case-insensitive (aiohttp's CIMultiDict); `own_names` the host names ComfyUI
     listens on besides IP literals and localhost; `content_type` the body's media type.
@@ -95,7 +95,7 @@ def request_refusal(method: str, headers: Mapping[str, str], *, own_names: Colle
     origin = headers.get("Origin")
     if changes or origin is not None:
         if not origin or origin == "null":
-            return "the request has no Origin: only ComfyUI's own page may change the key"
+            return "the request has no Origin: only ComfyUI's own page may change this"
         try:
             parts = parse_url(origin)
         except (LocationParseError, ValueError):
@@ -108,8 +108,11 @@ def request_refusal(method: str, headers: Mapping[str, str], *, own_names: Colle
         origin_port = parts.port or _DEFAULT_PORTS[scheme]
         if parts.host.lower().strip("[]") != host[0] or origin_port != (host[1] or _DEFAULT_PORTS[scheme]):
             return "the request comes from another site (its Origin is not this ComfyUI)"
+    site = headers.get("Sec-Fetch-Site")
+    if site and site not in ("same-origin", "none"):
+        return "the request comes from another site (Sec-Fetch-Site)"
     if method == "POST" and content_type != "application/json":
-        return "send the key as JSON (Content-Type: application/json)"
+        return "send a JSON body (Content-Type: application/json)"
     return None
 
 

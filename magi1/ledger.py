@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterator, Mapping
 
+from . import events
+
 log = logging.getLogger(__name__)
 
 SCHEMA = """
@@ -38,6 +40,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_fingerprint ON tasks (fingerprint);
 CREATE INDEX IF NOT EXISTS tasks_video_url ON tasks (video_url);
+CREATE INDEX IF NOT EXISTS tasks_submitted_at ON tasks (submitted_at);
 """
 REUSABLE_STATUSES = ("created", "processing", "completed")
 
@@ -113,6 +116,7 @@ class Ledger:
                 (task_id, fingerprint, base_url, json.dumps(dict(payload), sort_keys=True), payload.get("seed"),
                  status or "created", now, now),
             )
+        events.publish(task_id, status or "created")
 
     def ensure(self, task_id: str, *, base_url: str) -> TaskRecord:
         """The record of a task, creating a bare one for a task submitted elsewhere (resume by id)."""
@@ -130,6 +134,7 @@ class Ledger:
                 "inference_ms = COALESCE(?, inference_ms), updated_at = ? WHERE task_id = ?",
                 (status, error, video_url, inference_ms, time.time(), task_id),
             )
+        events.publish(task_id, status, error=error)
 
     def record_video(self, task_id: str, video_url: str, video_path: Path) -> None:
         with self._lock, self._connect() as db:
@@ -137,6 +142,7 @@ class Ledger:
                 "UPDATE tasks SET video_url = ?, video_path = ?, updated_at = ? WHERE task_id = ?",
                 (video_url, str(video_path), time.time(), task_id),
             )
+        events.publish(task_id, "saved")
 
     def get(self, task_id: str) -> TaskRecord | None:
         with self._connect() as db:

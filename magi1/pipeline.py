@@ -23,6 +23,7 @@ from .config import Settings, check_url, load_settings
 from .download import download_video, mp4_index_and_samples_present
 from .errors import InputError, TaskFailedError
 from .ledger import Ledger, fingerprint
+from .mp4_metadata import tag_saved_video
 from .params import Magi1Request
 from .task_ids import is_task_id, shown
 from .urls import PolicySession
@@ -246,6 +247,7 @@ def save_video(ctx: Context, url: str, *, task_id: str | None = None) -> Path:
             url, dest, session=_download_session, what=f"the video of task {task_id}" if task_id else "the video",
             throw_if_interrupted=ctx.check_cancel, sleep=ctx.sleep,
         )
+        tag_saved_video(dest, ctx.ledger.get(task_id) if task_id else None)
     if task_id:
         ctx.ledger.record_video(task_id, url, dest)
     return dest

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from collections.abc import Awaitable, Callable, Sequence
 
+from . import events
 from .client import Prediction
 from .errors import TaskFailedError, TaskTimeoutError
 
@@ -37,6 +38,8 @@ class WaitSnapshot:
     elapsed_s: float = 0.0
     polls: int = 0
     done: int = 0
+    # Completed tasks whose output the service's content check flagged (`has_nsfw_contents`).
+    nsfw_task_ids: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -47,6 +50,13 @@ class WaitSnapshot:
             return 0.0
         left = typical_s - self.elapsed_s
         return left if left > 0 else None
+
+    def nsfw_notice(self) -> str:
+        """One line for the node's status text when a task's output was flagged, else ""."""
+        if not self.nsfw_task_ids:
+            return ""
+        ids = ", ".join(self.nsfw_task_ids[:3]) + (" …" if len(self.nsfw_task_ids) > 3 else "")
+        return f"⚠ flagged NSFW by WaveSpeed, the video may be blanked: task {ids}"
 
     def fraction(self, typical_s: float = TYPICAL_TASK_S) -> float:
         """0…1 for a progress bar: finished tasks count whole, running ones by elapsed time."""
@@ -129,6 +139,9 @@ async def wait_for_tasks(
                     await maybe
             if prediction.is_completed:
                 results[task_id] = prediction
+                if prediction.has_nsfw_contents and task_id not in snapshot.nsfw_task_ids:
+                    snapshot.nsfw_task_ids.append(task_id)
+                    report_nsfw(task_id)
             elif prediction.has_failed:
                 others = [t for t in pending if t != task_id and t not in results]
                 raise TaskFailedError(
@@ -150,6 +163,14 @@ async def wait_for_tasks(
         wait = min(next_round - time.monotonic(), start + timeout_s - time.monotonic())
         if wait > 0:
             await sleep_interruptible(wait, throw_if_interrupted, on_tick=report)
+
+
+def report_nsfw(task_id: str) -> None:
+    """Say in the log and to the panel (a task event) that a task's output was flagged."""
+    log.warning("MAGI-1 task %s completed with has_nsfw_contents set by WaveSpeed's content check: "
+                "its video may be blanked. It is billed; change the prompt or first frame to get another.",
+                task_id)
+    events.publish(task_id, "completed", has_nsfw_contents=True)
 
 
 def _failure_message(prediction: Prediction, others: Sequence[str]) -> str:

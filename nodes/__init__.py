@@ -3,6 +3,7 @@ from pathlib import Path
 
 from ..magi1 import comfy_glue as _glue
 from ..magi1 import key_routes as _key_routes
+from ..magi1 import panel_routes as _panel_routes
 from .magi1 import NODES
 
 EXAMPLE_FIRST_FRAME = Path(__file__).resolve().parent.parent / "examples" / "magi1_first_frame.png"
@@ -10,6 +11,7 @@ EXAMPLE_FIRST_FRAME = Path(__file__).resolve().parent.parent / "examples" / "mag
 # The key setting's routes, when a ComfyUI server is running (a no-op elsewhere). At import time:
 # ComfyUI copies the route table into its app once, after the packs are imported.
 _glue.add_routes(_key_routes.make_register(_glue.private_directory))
+_glue.add_routes(_panel_routes.make_register(_glue))  # the MAGI-1 panel's routes and task events
 
 
 async def comfy_entrypoint():

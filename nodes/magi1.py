@@ -150,8 +150,11 @@ class Magi1Poll(io.ComfyNode):
         ctx = _context()
         progress = glue.NodeProgress(cls.hidden.unique_id, PROGRESS_STEPS)
 
+        notices: list[str] = []  # the latest NSFW notice, kept for the final text
+
         def show(snapshot: WaitSnapshot) -> None:
             ctx.check_cancel()  # first, so a Cancel is remembered for this run's worker threads
+            notices[:] = [n for n in (snapshot.nsfw_notice(),) if n]
             progress.update(int(snapshot.fraction() * PROGRESS_STEPS), status_text(snapshot))
 
         started = time.monotonic()
@@ -159,7 +162,8 @@ class Magi1Poll(io.ComfyNode):
             ctx, task_ids, timeout_s=timeout_s, interval_s=max(float(poll_interval_s), 0.2), on_update=show
         )
         count = f"{len(saved)} video{'s' if len(saved) != 1 else ''}"
-        progress.update(PROGRESS_STEPS, f"done · {count} saved · {time.monotonic() - started:.0f} s")
+        progress.update(PROGRESS_STEPS, "\n".join(
+            [f"done · {count} saved · {time.monotonic() - started:.0f} s", *notices]))
         paths = [path for _, path in saved]
         # A batch's VIDEO is its first task's MP4: one file, no decode (README, Magi1Poll outputs).
         video = glue.video_from_file(paths[0]) if paths else None
@@ -178,7 +182,8 @@ def status_text(snapshot: WaitSnapshot) -> str:
     if remaining:
         line += f" · ~{remaining:.0f} s left"
     ids = ", ".join(snapshot.task_ids[:3]) + (" …" if snapshot.total > 3 else "")
-    return f"{line}\ntask {ids}"
+    notice = snapshot.nsfw_notice()
+    return f"{line}\ntask {ids}" + (f"\n{notice}" if notice else "")
 
 
 class Magi1LoadVideo(io.ComfyNode):

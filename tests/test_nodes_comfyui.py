@@ -315,7 +315,7 @@ def test_an_emulator_given_no_key_of_its_own_accepts_any(env):
 # --- the key setting's route ------------------------------------------------------------------------------
 def own_page_headers(server) -> dict:
     """What ComfyUI's own page sends to the key route (see test_security for what is refused)."""
-    return {"Origin": server.url, "X-Magi1-Key-Route": "1"}
+    return {"Origin": server.url, "X-Magi1-Request": "1"}
 
 
 def test_the_key_route_stores_a_key_privately_and_never_answers_with_it(env):

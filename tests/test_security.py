@@ -500,7 +500,7 @@ def test_the_key_status_reports_a_malformed_key_without_it(monkeypatch, tmp_path
 
 
 # --- the key route's origin rule (its HTTP side runs in test_security_comfyui.py) ------------------------
-OWN = {"Host": "127.0.0.1:8188", "Origin": "http://127.0.0.1:8188", "X-Magi1-Key-Route": "1"}
+OWN = {"Host": "127.0.0.1:8188", "Origin": "http://127.0.0.1:8188", "X-Magi1-Request": "1"}
 
 
 @pytest.mark.parametrize("change, method", [
@@ -513,8 +513,8 @@ OWN = {"Host": "127.0.0.1:8188", "Origin": "http://127.0.0.1:8188", "X-Magi1-Key
     ({"Host": "evil.example:8188", "Origin": "http://evil.example:8188"}, "POST"),  # DNS rebinding
     ({"Host": "evil.example:8188", "Origin": None}, "GET"),
     ({"Host": None}, "POST"),
-    ({"X-Magi1-Key-Route": None}, "POST"),
-    ({"X-Magi1-Key-Route": None}, "DELETE"),
+    ({"X-Magi1-Request": None}, "POST"),
+    ({"X-Magi1-Request": None}, "DELETE"),
     ({"Origin": "null"}, "DELETE"),
     ({"Origin": "http://evil.example"}, "GET"),
 ])

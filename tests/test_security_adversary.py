@@ -313,7 +313,7 @@ def test_a_trickling_download_stops_at_its_deadline(trickle, tmp_path):
 
 
 # === the key route: a Host without a port means the scheme's default port ==========================
-OWN_PAGE = {"X-Magi1-Key-Route": "1"}
+OWN_PAGE = {"X-Magi1-Request": "1"}
 
 
 @pytest.mark.parametrize("host, origin", [

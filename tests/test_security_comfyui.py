@@ -135,7 +135,7 @@ def test_a_video_in_the_input_folder_loads_by_name_or_quoted_path(env):
 
 # --- the key route -----------------------------------------------------------------------------------------
 def own_page(server) -> dict:
-    return {"Origin": server.url, "X-Magi1-Key-Route": "1"}
+    return {"Origin": server.url, "X-Magi1-Request": "1"}
 
 
 def key_file(env) -> Path:
@@ -156,7 +156,7 @@ def test_a_cross_site_request_cannot_replace_the_key(env, name):
     cases = {
         "a foreign Origin": ({**own_page(server), "Origin": "http://evil.example"}, json_body),
         "Origin null (sandboxed iframe, file://)": ({**own_page(server), "Origin": "null"}, json_body),
-        "no Origin": ({"X-Magi1-Key-Route": "1"}, json_body),
+        "no Origin": ({"X-Magi1-Request": "1"}, json_body),
         "DNS rebinding": ({**own_page(server), "Host": f"evil.example:{server.port}",
                            "Origin": f"http://evil.example:{server.port}"}, json_body),
         "text/plain (a simple request)": (own_page(server), {"data": json.dumps({"key": ATTACKER_KEY}),
@@ -177,7 +177,7 @@ def test_a_cross_site_delete_cannot_remove_the_key(env):
     server = env.server
     assert server.post(KEY_ROUTE, json={"key": ATTACKER_KEY}, headers=own_page(server)).status_code == 200
     try:
-        for headers in ({"Origin": "null", "X-Magi1-Key-Route": "1"}, {"Origin": server.url}, {}):
+        for headers in ({"Origin": "null", "X-Magi1-Request": "1"}, {"Origin": server.url}, {}):
             assert server._http.delete(server.url + KEY_ROUTE, headers=headers, timeout=10).status_code == 403
             assert key_file(env).exists()
     finally:

@@ -72,7 +72,7 @@ function addStyles() {
 
 async function keyRequest(method, body) {
   // The route answers only requests carrying this header: a cross-site page cannot set it.
-  const init = { method, cache: "no-store", headers: { "X-Magi1-Key-Route": "1" } };
+  const init = { method, cache: "no-store", headers: { "X-Magi1-Request": "1" } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
