@@ -172,16 +172,27 @@ def request_interrupt() -> None:
 
 
 # --- progress -------------------------------------------------------------------------------------
-def current_node_id() -> str | None:
-    """The id of the node executing in this task/thread, when ComfyUI knows it."""
+def _executing_context() -> Any | None:
+    """ComfyUI's ExecutionContext (prompt_id, node_id, list_index) of this task/thread, if any."""
     if not IN_COMFYUI:
         return None
     try:
         from comfy_execution.utils import get_executing_context
     except Exception:  # noqa: BLE001 - older ComfyUI has no execution context
         return None
-    context = get_executing_context()
+    return get_executing_context()
+
+
+def current_node_id() -> str | None:
+    """The id of the node executing in this task/thread, when ComfyUI knows it."""
+    context = _executing_context()
     return None if context is None else context.node_id
+
+
+def current_prompt_id() -> str | None:
+    """The id of the queued prompt executing in this task/thread (the spend guard's run), if known."""
+    context = _executing_context()
+    return None if context is None else str(context.prompt_id)
 
 
 class NodeProgress:
@@ -307,5 +318,22 @@ def add_routes(register: Callable[[Any], None]) -> bool:
         register(server.routes)
     except Exception:
         log.exception("Could not add the MAGI-1 HTTP routes; the nodes still work.")
+        return False
+    return True
+
+
+def start_adoption() -> bool:
+    """At ComfyUI's start: save, in the background, paid tasks whose video was never saved.
+
+    Called once from the pack's `nodes/__init__.py`; a no-op (False) outside a ComfyUI server.
+    """
+    if _prompt_server() is None:
+        return False
+    from . import adoption
+
+    try:
+        adoption.adopt_in_background(output_directory(), private_directory())
+    except Exception:
+        log.exception("Could not start the MAGI-1 adoption of unsaved tasks")
         return False
     return True

@@ -22,6 +22,7 @@ def _context() -> pipeline.Context:
         output_dir=glue.output_directory(),
         private_dir=glue.private_directory(),
         throw_if_interrupted=glue.throw_if_interrupted,
+        run_id=glue.current_prompt_id(),
     )
 
 
