@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
 import threading
 import time
@@ -133,7 +134,7 @@ def _retry_after(response: requests.Response) -> float | None:
 def submit_retry_delay(response: requests.Response) -> float:
     """Seconds to wait after a 429 on submit: `Retry-After` made finite and capped (never spins)."""
     value = _retry_after(response)
-    if value is None or value != value or value <= 0:  # None, NaN, zero or negative
+    if value is None or not math.isfinite(value) or value <= 0:  # none, NaN, infinite, zero, negative
         return DEFAULT_SUBMIT_RETRY_S
     return min(value, MAX_SUBMIT_RETRY_AFTER_S)
 
