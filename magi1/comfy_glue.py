@@ -221,11 +221,27 @@ class NodeProgress:
             self._send_text(text)
 
     def _send_text(self, text: str) -> None:
-        server = _prompt_server()
-        if server is None or self.node_id is None or not hasattr(server, "send_progress_text"):
-            return
-        # To the client that queued the prompt (None broadcasts), as the core progress hook does.
-        server.send_progress_text(text, self.node_id, getattr(server, "client_id", None))
+        _send_progress_text(self.node_id, text)
+
+
+def _send_progress_text(node_id: str | None, text: str) -> None:
+    server = _prompt_server()
+    if server is None or node_id is None or not hasattr(server, "send_progress_text"):
+        return
+    # To the client that queued the prompt (None broadcasts), as the core progress hook does.
+    server.send_progress_text(text, node_id, getattr(server, "client_id", None))
+
+
+def node_status_sender() -> Callable[[str], None]:
+    """A function that shows a short text on the node executing now; callable from any thread
+    (e.g. "waiting for a slot · 2nd in line" while a submit waits for the account limiter)."""
+    node_id = current_node_id()
+
+    def send(text: str) -> None:
+        log.info("node %s: %s", node_id, text)
+        _send_progress_text(node_id, text)
+
+    return send
 
 
 # --- results and events ---------------------------------------------------------------------------

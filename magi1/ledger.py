@@ -48,7 +48,7 @@ from .errors import LedgerWriteError
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
-DEFAULT_LEASE_S = 120.0
+DEFAULT_LEASE_S = 300.0  # renewed before each long step and while waiting for a slot
 # Statuses in which a task's fingerprint stays claimed: reused, waited for, never paid twice.
 ACTIVE_STATUSES = frozenset(
     {"claimed", "submitting", "submitted", "created", "processing", "completed", "saved"}
@@ -340,6 +340,77 @@ class Ledger:
                     )
                 ).scalar_one()
             )
+
+    # --- the account limiter's shared state (magi1.limiter) ---------------------------------------
+    def account_load(self, base_url: str, *, running_since: float, submits_since: float, claimed_at: float) -> tuple[int, int, int]:
+        """(tasks running, submits since `submits_since`, claims waiting before `claimed_at`) of one service."""
+        active = ("submitting", "submitted", "created", "processing")
+        with self.engine.connect() as db:
+            running = db.execute(
+                sa.select(sa.func.count()).select_from(tasks).where(
+                    tasks.c.base_url == base_url, tasks.c.status.in_(active), tasks.c.updated_at >= running_since
+                )
+            ).scalar_one()
+            recent = db.execute(
+                sa.select(sa.func.count()).select_from(tasks).where(
+                    tasks.c.base_url == base_url, tasks.c.status != "claimed", tasks.c.submitted_at >= submits_since
+                )
+            ).scalar_one()
+            ahead = db.execute(
+                sa.select(sa.func.count()).select_from(tasks).where(
+                    tasks.c.base_url == base_url, tasks.c.status == "claimed", tasks.c.claimed_at < claimed_at
+                )
+            ).scalar_one()
+        return int(running), int(recent), int(ahead)
+
+    def in_flight_ids(self, base_url: str, *, running_since: float) -> list[str]:
+        """Task ids counted as running for the limiter (to refresh their status from the service)."""
+        with self.engine.connect() as db:
+            rows = db.execute(
+                sa.select(tasks.c.task_id).where(
+                    tasks.c.base_url == base_url,
+                    tasks.c.task_id.is_not(None),
+                    tasks.c.status.in_(("submitted", "created", "processing")),
+                    tasks.c.updated_at >= running_since,
+                )
+            ).all()
+        return [row[0] for row in rows]
+
+    def limit_state(self, account: str) -> tuple[float, float | None, float]:
+        """(blocked_until, learned submits a minute or None, when it was learned) of an account."""
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(limits).where(limits.c.account == account)).first()
+        if row is None:
+            return 0.0, None, 0.0
+        return float(row.blocked_until), row.learned_per_minute, float(row.updated_at)
+
+    def record_rate_limit(self, account: str, *, blocked_until: float, learned_per_minute: float | None) -> None:
+        """A 429 was seen: every process on this ledger waits until `blocked_until`."""
+        now = time.time()
+        try:
+            with self.engine.begin() as db:
+                changed = db.execute(
+                    limits.update()
+                    .where(limits.c.account == account)
+                    .values(
+                        blocked_until=sa.func.max(limits.c.blocked_until, blocked_until)
+                        if self._sqlite
+                        else sa.func.greatest(limits.c.blocked_until, blocked_until),
+                        learned_per_minute=learned_per_minute,
+                        updated_at=now,
+                    )
+                ).rowcount
+                if not changed:
+                    db.execute(
+                        limits.insert().values(
+                            account=account, blocked_until=blocked_until,
+                            learned_per_minute=learned_per_minute, updated_at=now,
+                        )
+                    )
+        except IntegrityError:
+            self.record_rate_limit(account, blocked_until=blocked_until, learned_per_minute=learned_per_minute)
+        except OperationalError as exc:
+            log.warning("could not share a rate limit through the MAGI-1 ledger: %s", exc.orig)
 
     # --- claiming -------------------------------------------------------------------------------
     def claim(

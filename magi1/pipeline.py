@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from . import media, pack_settings, video
+from . import limiter, media, pack_settings, video
 from .client import MODEL_PATH, Prediction, WaveSpeedClient, client_for
 from .config import Settings, check_url, ledger_url, load_settings
 from .download import download_video, is_complete_mp4
@@ -290,9 +290,16 @@ def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request
             image_url = client.upload(png, f"magi1_first_frame_{slot.digest[:16]}.png", "image/png",
                                       sleep=ctx.sleep)
         payload = request.payload(image_url)
+        limits = limiter.Limits.from_settings(pack_settings.load(ctx.private_dir))
+        account = limiter.account_key(client.base_url, ctx.settings().api_key.reveal())
         for _ in range(MAX_RATE_LIMITED_SUBMITS):
-            ctx.check_cancel()  # last moment to cancel before the billed POST
-            ledger.mark_submitting(row, payload)
+            limiter.wait_for_slot(
+                ledger, account=account, base_url=client.base_url, limits=limits,
+                claimed_at=slot.claim.record.claimed_at, sleep=ctx.sleep, tell=ctx.tell,
+                heartbeat=lambda: ledger.renew(row),
+                refresh=lambda: _refresh_running(ctx, client),
+                then=lambda: (ctx.check_cancel(), ledger.mark_submitting(row, payload)),
+            )  # the cancel check there is the last moment to cancel before the billed POST
             sent = True
             started = time.time()
             try:
@@ -300,9 +307,9 @@ def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request
             except SubmitRateLimitedError as exc:
                 ledger.mark_claimed(row)  # a 429 created nothing
                 sent = False
-                log.warning("submit rate-limited by WaveSpeed; waiting %.0f s (Retry-After)", exc.retry_after)
-                ctx.tell(f"rate-limited by WaveSpeed: waiting {exc.retry_after:.0f} s")
-                ctx.sleep(exc.retry_after or 1.0)
+                wait = exc.retry_after or 1.0
+                log.warning("submit rate-limited by WaveSpeed; every process on the ledger waits %.0f s", wait)
+                limiter.learn_from_429(ledger, account=account, base_url=client.base_url, retry_after=wait)
                 continue
             except SubmitUncertainError as exc:
                 log.warning("submit answer lost (%s); reconciling through the prediction history", exc.status)
@@ -325,6 +332,26 @@ def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request
         if not sent:
             ledger.drop_unsent(row)
         raise
+
+
+def _refresh_running(ctx: Context, client: WaveSpeedClient) -> None:
+    """Ask the service about the tasks the limiter counts as running; record the final ones."""
+    since = time.time() - limiter.RUNNING_WINDOW_S
+    for task_id in ctx.ledger.in_flight_ids(client.base_url, running_since=since):
+        try:
+            prediction = client.get_result(task_id, sleep=ctx.sleep)
+        except TaskNotFoundError:
+            ctx.ledger.mark_dead(task_id, "unknown to the service")
+            continue
+        except ApiError as exc:
+            log.debug("limiter: could not refresh task %s: %s", task_id, exc)
+            continue
+        if prediction.status != ctx.ledger.get(task_id).status:
+            ctx.ledger.update_status(
+                task_id, prediction.status, error=prediction.error,
+                video_url=prediction.outputs[0] if prediction.outputs else None,
+                inference_ms=prediction.inference_ms, has_nsfw_contents=_nsfw(prediction),
+            )
 
 
 def _reconcile(

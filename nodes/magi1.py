@@ -23,6 +23,7 @@ def _context() -> pipeline.Context:
         private_dir=glue.private_directory(),
         throw_if_interrupted=glue.throw_if_interrupted,
         run_id=glue.current_prompt_id(),
+        on_submit_status=glue.node_status_sender(),
     )
 
 

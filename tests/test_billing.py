@@ -208,3 +208,45 @@ def test_adoption_saves_a_submitted_task_nobody_waits_for(ctx, emulator):
     before = len(emulator.journal())
     [(_, again)] = run(pipeline.wait_and_save(ctx, task.task_ids, timeout_s=30, interval_s=0.2))
     assert again == path and len(emulator.journal()) == before  # re-queuing costs nothing
+
+
+def test_a_429_is_shared_so_other_submits_wait_instead_of_hammering(ctx, emulator, tmp_path):
+    from datetime import datetime
+
+    emulator.add_fault("submit", "rate_limit", retry_after=2)
+    other_node = make_ctx(tmp_path)
+
+    async def both():
+        first = asyncio.create_task(pipeline.submit(ctx, build_request("a", -1), None))
+        await asyncio.sleep(0.5)  # the 429 has been seen by now
+        second = await pipeline.submit(other_node, build_request("b", -1), None)
+        return await first, second
+
+    run(both())
+    log = submits(emulator)
+    assert [e["status"] for e in log] == [429, 200, 200]
+    times = [datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp() for e in log]
+    assert min(times[1:]) - times[0] >= 1.9  # neither submit went out before Retry-After passed
+
+
+def test_an_explicit_running_cap_queues_the_batch_and_shows_its_place(emulator_env, emulator, tmp_path, monkeypatch):
+    monkeypatch.setenv("MAGI1_ACCOUNT_MAX_RUNNING", "1")
+    monkeypatch.setattr("magi1.limiter.REFRESH_S", 0.2)
+    emulator.set_latency(0.5)
+    shown = []
+    context = make_ctx(tmp_path)
+    context.on_submit_status = shown.append
+    task = run(pipeline.submit(context, build_request("x", -1), first_frames(batch=2)))
+    assert len(set(task.task_ids)) == 2
+    assert any("waiting for a slot" in text and "1 of 1 running" in text for text in shown)
+    first, second = sorted(emulator.tasks(), key=lambda t: t["created_at"])
+    assert emulator.wait_for_task(first["id"])["status"] == "completed"
+
+
+def test_no_limit_set_means_no_wait(ctx, emulator):
+    emulator.set_latency(2.0)
+    shown = []
+    ctx.on_submit_status = shown.append
+    started = time.monotonic()
+    run(pipeline.submit(ctx, build_request("x", -1), first_frames(batch=4)))
+    assert shown == [] and time.monotonic() - started < 2.0
