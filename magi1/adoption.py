@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 MAX_AGE_S = 7 * 24 * 3600.0
 POLL_INTERVAL_S = 5.0
-GIVE_UP_AFTER_S = 6 * 3600.0  # a task still running after this long is left for the next start
+GIVE_UP_AFTER_S = 6 * 3600.0
+MAX_FAILURES = 6  # failed checks in a row (service unreachable...) before a task waits for the next start  # a task still running after this long is left for the next start
 
 _busy: set[str] = set()
 _busy_lock = threading.Lock()
@@ -74,6 +75,7 @@ def adopt(
     log.info("MAGI-1 adoption: saving %d paid task(s) nobody waits for: %s", len(mine), ", ".join(mine))
     client = ctx.client()
     pending = list(mine)
+    failures: dict[str, int] = {}
     deadline = time.monotonic() + give_up_after_s
     try:
         while pending and not _stop.is_set() and time.monotonic() < deadline:
@@ -102,7 +104,12 @@ def adopt(
                     ctx.ledger.mark_dead(task_id, "unknown to the service (adoption)")
                     log.warning("MAGI-1 adoption: WaveSpeed no longer knows task %s; marked dead", task_id)
                 except Magi1Error as exc:
-                    log.warning("MAGI-1 adoption: task %s: %s (will retry)", task_id, exc)
+                    failures[task_id] = failures.get(task_id, 0) + 1
+                    if failures[task_id] >= MAX_FAILURES:
+                        pending.remove(task_id)
+                        log.warning("MAGI-1 adoption: task %s: %s; left for the next start", task_id, exc)
+                    else:
+                        log.warning("MAGI-1 adoption: task %s: %s (will retry)", task_id, exc)
             if pending:
                 _stop.wait(interval)
     except Exception:

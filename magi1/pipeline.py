@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import requests
+import requests.adapters
 
 from . import limiter, media, pack_settings, video
-from .client import MODEL_PATH, Prediction, WaveSpeedClient, client_for
+from .client import MODEL_PATH, POOL_SIZE, Prediction, WaveSpeedClient, client_for
 from .config import Settings, check_url, ledger_url, load_settings
 from .download import download_video, is_complete_mp4
 from .errors import (
@@ -129,6 +130,10 @@ _ledgers: dict[str, Ledger] = {}
 _ledgers_lock = threading.Lock()
 # Downloads carry no key (result URLs are public CDN links), so one plain session serves them all.
 _download_session = requests.Session()
+# As many connections as worker threads; a thread waits for a free one instead of opening one the
+# pool then discards ("Connection pool is full", seen with a batch of 32 downloads).
+_download_session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=POOL_SIZE, pool_block=True))
+_download_session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=POOL_SIZE, pool_block=True))
 # Bumped whenever a task fails or dies: Magi1Submit's IS_CHANGED can include it, so ComfyUI never
 # serves a failed fixed-seed task again from its cache (the ledger then submits afresh).
 _failures = 0

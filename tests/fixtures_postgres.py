@@ -12,6 +12,7 @@ Tests using them are skipped, saying why, when PostgreSQL's binaries or psycopg 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -60,12 +61,20 @@ class PostgresServer:
         return self.url(name)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+class PostgresUnavailable(RuntimeError):
+    """PostgreSQL's binaries or psycopg are missing (the message says how to get them)."""
+
+
+@contextlib.contextmanager
+def postgres_running() -> Iterator[PostgresServer]:
+    """Start a throwaway PostgreSQL server (see the module docstring); stop and delete it after."""
     bin_dir = _pg_bin()
     if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; see scripts/bootstrap.sh)")
-    pytest.importorskip("psycopg", reason="psycopg is not installed (requirements-dev.txt)")
+        raise PostgresUnavailable("PostgreSQL is not installed (apt-get install postgresql; see scripts/bootstrap.sh)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError as exc:
+        raise PostgresUnavailable("psycopg is not installed (requirements-dev.txt)") from exc
     root = Path(tempfile.mkdtemp(prefix="magi1-pg-"))
     data, sockets = root / "data", root / "sock"
     sockets.mkdir()
@@ -100,6 +109,15 @@ def postgres_server() -> Iterator[PostgresServer]:
         subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    try:
+        with postgres_running() as server:
+            yield server
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture

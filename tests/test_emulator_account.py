@@ -138,3 +138,14 @@ def test_rate_limit_fault_answers_429_on_submit_with_the_given_retry_after_text(
     assert emulator.tasks() == []
     with pytest.raises(FaultSpecError):
         emulator.add_fault("result", "rate_limit")
+
+
+def test_reuse_renders_serves_one_render_to_every_task_of_the_same_shape(api, emulator):
+    emulator.configure(reuse_renders=True, latency=0.2)
+    ids = [submit(api, emulator, seed=n).json()["data"]["id"] for n in range(3)]
+
+    finals = [emulator.wait_for_task(task_id) for task_id in ids]
+
+    assert [f["status"] for f in finals] == ["completed"] * 3
+    videos = [requests.get(f["outputs"][0]).content for f in finals]
+    assert videos[0] == videos[1] == videos[2] and len(videos[0]) > 0

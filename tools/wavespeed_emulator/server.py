@@ -16,11 +16,13 @@ Routes (names are what faults, the journal and the stats call them):
 
 Admin API under `/_emulator/` (no auth, never journaled): `faults` (GET, POST, DELETE), `reset`
 (POST), `journal` (GET), `stats` (GET), `config` (GET, POST `{latency, default_resolution,
-balance, submit_limit, submit_window, max_running}`), `tasks` and `tasks/{id}` (GET), `uploads` (GET).
+balance, submit_limit, submit_window, max_running, reuse_renders}`), `tasks` and `tasks/{id}` (GET), `uploads` (GET).
 
 Account limits, like WaveSpeed's tiers (off by default): `submit_limit` accepted submits per
 `submit_window` seconds, past which a submit answers 429 with `Retry-After` and creates nothing;
 `max_running` tasks running at once, past which a new task stays `created` until a slot frees.
+For load tests, `reuse_renders` renders one video per (resolution, aspect ratio, frames, fps) and
+serves it for every such task (the first frame and seed of the others are then not drawn).
 
 The modules: `http_base` (HTTP mechanics), `api` (the WaveSpeed API), `admin_api` (the admin
 API), `tasks` (one task's life), `faults`, `media`; this module holds the state and routes.
@@ -129,6 +131,9 @@ class EmulatorServer:
         self._submit_window = DEFAULT_SUBMIT_WINDOW_S
         self._max_running: int | None = None
         self._accepted_submits: deque[float] = deque()
+        self._reuse_renders = False
+        self._reused: dict[tuple, tuple[str, tuple[int, int], str]] = {}
+        self._reuse_locks: dict[tuple, threading.Lock] = {}
         self._latency = float(latency)
         self.default_resolution = default_resolution
         self._api_key = api_key if api_key is not None else (os.environ.get("WAVESPEED_API_KEY") or None)
@@ -243,6 +248,7 @@ class EmulatorServer:
         submit_limit: int | None = _UNSET,
         submit_window: float | None = None,
         max_running: int | None = _UNSET,
+        reuse_renders: bool | None = None,
     ) -> dict[str, Any]:
         """Change settings; `submit_limit`/`max_running` None switches that account limit off.
 
@@ -262,7 +268,11 @@ class EmulatorServer:
             self.set_latency(latency)
         if default_resolution is not None:
             self.default_resolution = default_resolution
+        if reuse_renders is not None and not isinstance(reuse_renders, bool):
+            raise ValueError("reuse_renders must be true or false")
         with self._lock:
+            if reuse_renders is not None:
+                self._reuse_renders = reuse_renders
             if balance is not None:
                 self._balance = float(balance)
             if submit_window is not None:
@@ -294,6 +304,7 @@ class EmulatorServer:
             "submit_limit": self._submit_limit,
             "submit_window": self._submit_window,
             "max_running": self._max_running,
+            "reuse_renders": self._reuse_renders,
         }
 
     # --- faults -----------------------------------------------------------------------------------
@@ -328,6 +339,8 @@ class EmulatorServer:
             self._submit_limit, self._max_running = None, None
             self._submit_window = DEFAULT_SUBMIT_WINDOW_S
             self._accepted_submits.clear()
+            self._reuse_renders = False
+            self._reused.clear()
 
     # --- what happened ----------------------------------------------------------------------------
     def journal(self) -> list[dict[str, Any]]:
@@ -533,12 +546,36 @@ class EmulatorServer:
                 workdir = self._workdir
                 if self._stopping.is_set() or task.discarded or workdir is None:
                     return
-                tasks_mod.render(task, workdir, self._load_image, self._stopping.is_set)
+                if self._reuse_renders:
+                    self._render_reused(task, workdir)
+                else:
+                    tasks_mod.render(task, workdir, self._load_image, self._stopping.is_set)
             finally:
                 self._render_slots.release()
         finally:
             with self._lock:
                 self._renders.discard(threading.current_thread())
+
+    def _render_reused(self, task: Task, workdir: str) -> None:
+        """Load tests: one render per (resolution, aspect ratio, frames, fps), shared by hard link."""
+        request = task.request
+        key = (request.resolution, request.aspect_ratio, request.num_frames, request.frames_per_second)
+        with self._lock:
+            lock = self._reuse_locks.setdefault(key, threading.Lock())
+        with lock:
+            cached = self._reused.get(key)
+            if cached is None:
+                tasks_mod.render(task, workdir, self._load_image, self._stopping.is_set)
+                if task.video_path is None or task.size is None:
+                    return
+                keep = os.path.join(workdir, f"shared-{len(self._reused)}.mp4")
+                os.link(task.video_path, keep)
+                self._reused[key] = (keep, task.size, task.codec or "")
+                return
+        path, size, codec = cached
+        final = os.path.join(workdir, f"{task.id}.mp4")
+        os.link(path, final)
+        task.finish_rendered(final, size, codec, 0.0)
 
     def _load_image(self, url: str) -> bytes:
         """The first frame's bytes: from this emulator's own store, or another loopback server."""
