@@ -250,3 +250,26 @@ def test_no_limit_set_means_no_wait(ctx, emulator):
     started = time.monotonic()
     run(pipeline.submit(ctx, build_request("x", -1), first_frames(batch=4)))
     assert shown == [] and time.monotonic() - started < 2.0
+
+
+def test_a_ledger_write_failing_after_the_billed_post_names_the_task(ctx, emulator):
+    import sqlite3
+
+    from magi1.errors import LedgerWriteError
+
+    emulator.add_fault("submit", "delay", seconds=1.0)  # the POST is on the wire for a second
+    db_path = ctx.private_dir / pipeline.LEDGER_FILE
+
+    def break_the_ledger():
+        time.sleep(0.5)
+        with sqlite3.connect(db_path, timeout=10) as db:
+            db.execute("ALTER TABLE magi1_tasks RENAME TO magi1_tasks_gone")
+
+    breaker = threading.Thread(target=break_the_ledger)
+    breaker.start()
+    with pytest.raises(LedgerWriteError) as caught:
+        run(pipeline.submit(ctx, build_request("x", 1), None))
+    breaker.join()
+    [task] = emulator.tasks()
+    assert caught.value.task_id == task["id"] and task["id"] in str(caught.value)
+    assert "Magi1Poll" in str(caught.value)
