@@ -62,8 +62,12 @@ def adopt(
     saved: list[Path] = []
     try:
         settings = ctx.settings()
+        client = ctx.client()
         records = ctx.ledger.unsaved(newer_than=time.time() - MAX_AGE_S, base_url=settings.base_url)
-    except Exception:
+    except Magi1Error as exc:  # no key, a refused base URL, the ledger unreadable
+        log.warning("MAGI-1 adoption did not start: %s", exc)
+        return saved
+    except Exception:  # a background thread must log, never raise
         log.exception("MAGI-1 adoption could not read the task ledger")
         return saved
     wanted = {r.task_id for r in records if r.task_id and (task_ids is None or r.task_id in task_ids)}
@@ -73,7 +77,6 @@ def adopt(
     if not mine:
         return saved
     log.info("MAGI-1 adoption: saving %d paid task(s) nobody waits for: %s", len(mine), ", ".join(mine))
-    client = ctx.client()
     pending = list(mine)
     failures: dict[str, int] = {}
     deadline = time.monotonic() + give_up_after_s

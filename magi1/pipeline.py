@@ -502,9 +502,11 @@ async def wait_and_save(
                 on_final=record_final,
             )
         except TaskTimeoutError as exc:
-            from . import adoption  # the background saver; imported late, it imports this module
-
-            adoption.adopt_in_background(ctx.output_dir, ctx.private_dir, task_ids=list(exc.task_ids))
+            _adopt_later(ctx, list(exc.task_ids))
+            raise
+        except BaseException:
+            if ctx._cancelled is not None:  # Cancel: the tasks are billed and go on; save them anyway
+                _adopt_later(ctx, pending)
             raise
 
         async def save(prediction: Prediction) -> None:
@@ -522,6 +524,14 @@ async def wait_and_save(
 
         await asyncio.gather(*(save(p) for p in predictions))
     return [saved[t] for t in task_ids]
+
+
+def _adopt_later(ctx: Context, task_ids: list[str]) -> None:
+    """A Poll gave up on these tasks: the background adoption saves their videos when they finish."""
+    from . import adoption  # imported late: it imports this module
+
+    log.info("MAGI-1: the video(s) of %s will be saved in the background when ready", ", ".join(task_ids))
+    adoption.adopt_in_background(ctx.output_dir, ctx.private_dir, task_ids=task_ids)
 
 
 def _nsfw(prediction: Prediction) -> bool:

@@ -273,3 +273,17 @@ def test_a_ledger_write_failing_after_the_billed_post_names_the_task(ctx, emulat
     [task] = emulator.tasks()
     assert caught.value.task_id == task["id"] and task["id"] in str(caught.value)
     assert "Magi1Poll" in str(caught.value)
+
+
+def test_a_poll_that_gives_up_hands_its_tasks_to_the_background_adoption(ctx, emulator, monkeypatch):
+    from magi1.errors import TaskTimeoutError
+
+    monkeypatch.setattr(adoption, "POLL_INTERVAL_S", 0.2)
+    emulator.set_latency(2.0)
+    task = run(pipeline.submit(ctx, build_request("x", 6), None))
+    with pytest.raises(TaskTimeoutError):
+        run(pipeline.wait_and_save(ctx, task.task_ids, timeout_s=0.5, interval_s=0.2))
+    deadline = time.monotonic() + 20
+    while ctx.ledger.get(task.task_ids[0]).status != "saved" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (ctx.video_dir / f"magi1_{task.task_ids[0]}.mp4").is_file()
