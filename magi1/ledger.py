@@ -40,7 +40,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from . import events
 from .errors import LedgerWriteError
@@ -220,9 +220,21 @@ class Ledger:
             self.engine = _sqlite_engine(Path(target))
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._lock = threading.Lock()
-        metadata.create_all(self.engine)
+        self._create_tables()
         if self._sqlite:
             _migrate_sqlite_v1(self.engine)
+
+    def _create_tables(self) -> None:
+        """Create the tables if missing. Several processes may try at the same moment on a fresh
+        PostgreSQL database, where CREATE TABLE IF NOT EXISTS can still collide: look again."""
+        for attempt in range(5):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except (IntegrityError, ProgrammingError, OperationalError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
 
     def __repr__(self) -> str:
         return f"Ledger({self.engine.url.render_as_string(hide_password=True)!r})"

@@ -219,3 +219,22 @@ def test_the_ledger_never_stores_a_key(tmp_path, monkeypatch):
     ledger.update_status("t1", "completed", video_url="https://cdn/x.mp4")
     for path in tmp_path.iterdir():
         assert b"ledger-secret" not in path.read_bytes()
+
+
+def test_ledgers_opened_at_the_same_moment_on_a_fresh_database_all_work(target):
+    barrier = threading.Barrier(6)
+    opened, errors = [], []
+
+    def open_and_claim(n):
+        barrier.wait()
+        try:
+            opened.append(Ledger(target, owner=f"o{n}").claim("same", dedupe=True, base_url="", payload={}).won)
+        except Exception as exc:  # noqa: BLE001 - collected and shown below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_claim, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and sorted(opened) == [False] * 5 + [True]
