@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from comfyui_harness import ComfyUIServer
+from comfyui_harness import ComfyUIServer, PromptFailed
 from fixtures_comfyui import require_comfyui
 from fixtures_emulator import fake_api_key
 
@@ -122,3 +122,59 @@ def test_a_comfyui_killed_while_its_task_runs_saves_the_mp4_after_restart(emulat
         assert "adoption: saved task" in server.log_text()
     finally:
         server.stop()
+
+
+def test_two_identical_submit_nodes_in_one_prompt_post_once(comfyui):
+    comfyui.emulator.reset()
+    comfyui.server.clear_cache()
+    prompt = {}
+    for n in ("1", "2"):
+        prompt[f"submit{n}"] = {"class_type": "Magi1Submit", "inputs": {"prompt": "twin nodes", "seed": 5151}}
+        prompt[f"poll{n}"] = {"class_type": "Magi1Poll", "inputs": {"task": [f"submit{n}", 0], "poll_interval_s": 0.2}}
+        prompt[f"show{n}"] = {"class_type": "PreviewAny", "inputs": {"source": [f"poll{n}", 0]}}
+
+    entry = comfyui.server.run(prompt, timeout=RUN_TIMEOUT_S)
+
+    assert len(submits(comfyui.emulator)) == 1
+    [task] = comfyui.emulator.tasks()
+    shown = [entry["outputs"][f"show{n}"]["text"][0] for n in ("1", "2")]
+    assert shown[0] == shown[1] and task["id"] in shown[0]
+
+
+def test_97_first_frames_are_refused_in_comfyui_before_any_request(comfyui):
+    comfyui.emulator.reset()
+    comfyui.server.clear_cache()
+    prompt = {
+        "img": {"class_type": "EmptyImage", "inputs": {"width": 96, "height": 64, "batch_size": 97, "color": 1}},
+        "submit": {"class_type": "Magi1Submit", "inputs": {"prompt": "frames wired by mistake", "seed": -1,
+                                                          "image": ["img", 0]}},
+        "show": {"class_type": "PreviewAny", "inputs": {"source": ["submit", 1]}},
+    }
+    with pytest.raises(PromptFailed) as caught:
+        comfyui.server.run(prompt, timeout=RUN_TIMEOUT_S)
+    message = caught.value.error["exception_message"]
+    assert "97" in message and "MAGI1_MAX_TASKS_PER_RUN" in message
+    assert comfyui.emulator.journal() == []
+
+
+def test_the_spend_guard_counts_every_submit_node_of_one_queued_prompt(comfyui):
+    import json
+
+    comfyui.emulator.reset()
+    comfyui.server.clear_cache()
+    settings = comfyui.server.user_dir / "__magi1" / "settings.json"
+    settings.write_text(json.dumps({"max_tasks_per_run": 2}))
+    prompt = {
+        "img": {"class_type": "EmptyImage", "inputs": {"width": 96, "height": 64, "batch_size": 2, "color": 2}},
+        "a": {"class_type": "Magi1Submit", "inputs": {"prompt": "a", "seed": -1, "image": ["img", 0]}},
+        "b": {"class_type": "Magi1Submit", "inputs": {"prompt": "b", "seed": -1}},
+        "show_a": {"class_type": "PreviewAny", "inputs": {"source": ["a", 1]}},
+        "show_b": {"class_type": "PreviewAny", "inputs": {"source": ["b", 1]}},
+    }
+    try:
+        with pytest.raises(PromptFailed) as caught:
+            comfyui.server.run(prompt, timeout=RUN_TIMEOUT_S)
+    finally:
+        settings.unlink()
+    assert "limit of 2 per queued prompt" in caught.value.error["exception_message"]
+    assert len(submits(comfyui.emulator)) <= 2  # whichever node came second was refused unsent
