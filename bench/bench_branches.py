@@ -22,11 +22,13 @@ _seed = iter(range(10_000, 10**9))
 
 
 def branch(prefix: str, *, batch: int = 1, interval: float) -> dict:
+    # A batch of EmptyImage frames is N identical requests: with a fixed seed the ledger makes them
+    # one task (billed once), so the batch case asks for new videos (seed -1) to stay N tasks.
     return {
         f"{prefix}img": {"class_type": "EmptyImage",
                          "inputs": {"width": 640, "height": 360, "batch_size": batch, "color": 0x884422}},
         f"{prefix}submit": {"class_type": "Magi1Submit",
-                            "inputs": {"prompt": f"branch {prefix}", "seed": next(_seed), "resolution": "480p",
+                            "inputs": {"prompt": f"branch {prefix}", "seed": next(_seed) if batch == 1 else -1, "resolution": "480p",
                                        "image": [f"{prefix}img", 0]}},
         f"{prefix}poll": {"class_type": "Magi1Poll",
                           "inputs": {"task": [f"{prefix}submit", 0], "timeout_s": 600, "poll_interval_s": interval}},

@@ -23,3 +23,5 @@ else
   echo; echo "## Ideas tried (bench/bench_decode_ideas.py)"; echo
   "$PY" "$here/bench_decode_ideas.py"
 fi
+echo; echo "## Batches and the ledger's claim (bench/bench_billing.py)"; echo
+"$PY" "$here/bench_billing.py" ${1:+"$1"}

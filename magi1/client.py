@@ -20,6 +20,7 @@ from typing import Any
 from collections.abc import Callable, Mapping
 
 import requests
+import requests.adapters
 
 from . import __version__
 from .config import ApiKey, Settings, check_url
@@ -32,6 +33,7 @@ from .errors import (
     InvalidRequestError,
     RateLimitedError,
     ServerError,
+    SubmitRateLimitedError,
     SubmitUncertainError,
     TaskNotFoundError,
     TransportError,
@@ -46,6 +48,12 @@ COMPLETED = "completed"
 FAILED_STATUSES = frozenset({"failed", "cancelled", "timeout", "deleted"})
 FINAL_STATUSES = FAILED_STATUSES | {COMPLETED}
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The longest Retry-After a submit honours in one wait (seconds): a larger, infinite or NaN value
+# is capped here; a negative one, or none, means DEFAULT_SUBMIT_RETRY_S.
+MAX_SUBMIT_RETRY_AFTER_S = 120.0
+DEFAULT_SUBMIT_RETRY_S = 10.0
+HISTORY_PAGE_SIZE = 100
+POOL_SIZE = 16  # = poller's worker threads
 USER_AGENT = f"comfyui-magi1/{__version__}"
 UPLOAD_METHODS = frozenset({"PUT", "POST"})  # what a presigned storage URL takes
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
@@ -168,6 +176,14 @@ def _retry_after(response: requests.Response, *, now: float | None = None) -> fl
     return min(seconds, RETRY_AFTER_MAX_S)
 
 
+def submit_retry_delay(response: requests.Response) -> float:
+    """Seconds to wait after a 429 on submit: `Retry-After` made finite and capped (never spins)."""
+    value = _retry_after(response)
+    if value is None or not math.isfinite(value) or value <= 0:  # none, NaN, infinite, zero, negative
+        return DEFAULT_SUBMIT_RETRY_S
+    return min(value, MAX_SUBMIT_RETRY_AFTER_S)
+
+
 def _envelope(response: requests.Response) -> tuple[int | None, str, Any]:
     """(code, message, data) of WaveSpeed's JSON envelope; the message without the request's key."""
     try:
@@ -264,8 +280,15 @@ class WaveSpeedClient:
     ) -> None:
         self.base_url = check_url(base_url.rstrip("/"), what="the WaveSpeed base URL")
         self._api_key = api_key
-        # Redirects are checked hop by hop, and the key goes only to the base URL's origin.
-        self.session = session or PolicySession(key_origin=self.base_url)
+        if session is None:
+            # Redirects are checked hop by hop, and the key goes only to the base URL's origin.
+            session = PolicySession(key_origin=self.base_url)
+            # As many connections as the pack's worker threads, and a thread waits for a free one
+            # rather than opening one the pool then throws away ("connection pool is full").
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=POOL_SIZE, pool_block=True)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self.session = session
         self.session.headers.setdefault("User-Agent", USER_AGENT)
         self.timeouts = timeouts
         self.retry = retry
@@ -353,7 +376,13 @@ class WaveSpeedClient:
 
     # -- the calls ---------------------------------------------------------------------------------
     def submit(self, payload: Mapping[str, Any]) -> Prediction:
-        """POST the task once. Never retried: a second POST would be a second bill."""
+        """POST the task once. Never retried here: a second POST would be a second bill.
+
+        Raises SubmitRateLimitedError on 429 (nothing was created: the caller may wait
+        `retry_after` and submit again), SubmitUncertainError when the task may exist (timeout,
+        connection dropped after sending, 5xx, an answer that is not the envelope, no id), and
+        the other ApiErrors for a clear refusal (nothing billed).
+        """
         url = self._url(MODEL_PATH)
         try:
             response = self.session.post(
@@ -381,6 +410,19 @@ class WaveSpeedClient:
             code, message, _ = _envelope(response)
             raise _uncertain(f"HTTP {response.status_code}" + (f": {message}" if message else ""),
                              status=response.status_code, code=code)
+        if response.status_code == 429:
+            code, message, _ = _envelope(response)
+            delay = submit_retry_delay(response)
+            raise SubmitRateLimitedError(
+                f"WaveSpeed is rate-limiting submits (HTTP 429{': ' + message if message else ''}); "
+                f"nothing was created. Waiting {delay:.0f} s before submitting again.",
+                retry_after=delay, status=429, code=code, service_message=message or None,
+            )
+        if response.status_code == 200:
+            code, message, data = _envelope(response)
+            if not isinstance(data, dict) or (code is not None and code != 200):
+                kind = response.headers.get("Content-Type", "?").split(";")[0]
+                raise _uncertain(f"an answer that is not WaveSpeed's envelope ({kind})", status=200, code=code)
         data = self._data(response, action="submit the task")
         if not data.get("id"):
             raise _uncertain("the answer carried no task id", status=response.status_code)
@@ -432,7 +474,46 @@ class WaveSpeedClient:
                 status=response.status_code, task_id=task_id,
             ) from None
 
-    def upload(self, content: bytes, filename: str, content_type: str = "image/png") -> str:
+    def history(
+        self,
+        *,
+        created_after: str | None = None,
+        model: str | None = MODEL_PATH,
+        page: int = 1,
+        page_size: int = HISTORY_PAGE_SIZE,
+        sleep: Callable[[float], None] | None = None,
+    ) -> list[Prediction]:
+        """One page of the account's predictions of the last 7 days, newest first.
+
+        `POST /api/v3/predictions` (see ../shared/notes/wavespeed-api.md); `created_after` is an
+        ISO 8601 time. Items carry no inputs. Retried like a poll (it creates nothing).
+        """
+        body: dict[str, Any] = {"page": page, "page_size": page_size}
+        if model:
+            body["model"] = model
+        if created_after:
+            body["created_after"] = created_after
+        action = "list recent predictions"
+        response = self._send_with_retries(
+            lambda: self.session.post(
+                self._url("predictions"), json=body, headers=self._auth(),
+                timeout=(self.timeouts.connect, self.timeouts.read),
+            ),
+            action=action,
+            sleep=sleep,
+        )
+        data = self._data(response, action=action)
+        items = data.get("items") or []
+        return [Prediction.from_data(item) for item in items if isinstance(item, dict) and item.get("id")]
+
+    def upload(
+        self,
+        content: bytes,
+        filename: str,
+        content_type: str = "image/png",
+        *,
+        sleep: Callable[[float], None] | None = None,
+    ) -> str:
         """Upload bytes, return the URL the service can read them from.
 
         Two steps as the official SDK does today (`/media/uploads` then a PUT of the bytes to the
@@ -449,13 +530,14 @@ class WaveSpeedClient:
                     timeout=(self.timeouts.connect, self.timeouts.read),
                 ),
                 action=action,
+                sleep=sleep,
             )
         except ApiError as exc:
             raise _as_upload_error(exc) from None
         if response.status_code in (404, 405):
             response.close()
             log.info("/media/uploads answered %d; using the older /media/upload/binary", response.status_code)
-            return self._upload_binary(content, filename, content_type)
+            return self._upload_binary(content, filename, content_type, sleep=sleep)
         try:
             data = self._data(response, action=action)
         except ApiError as exc:
@@ -478,6 +560,7 @@ class WaveSpeedClient:
                     timeout=(self.timeouts.connect, self.timeouts.upload),
                 ),
                 action=action,
+                sleep=sleep,
             )
         except ApiError as exc:
             raise _as_upload_error(exc) from None
@@ -492,7 +575,9 @@ class WaveSpeedClient:
         log.info("uploaded %s (%d bytes)", filename, len(content))
         return str(download_url)
 
-    def _upload_binary(self, content: bytes, filename: str, content_type: str) -> str:
+    def _upload_binary(
+        self, content: bytes, filename: str, content_type: str, *, sleep: Callable[[float], None] | None = None
+    ) -> str:
         action = "upload the first frame"
         try:
             response = self._send_with_retries(
@@ -503,6 +588,7 @@ class WaveSpeedClient:
                     timeout=(self.timeouts.connect, self.timeouts.upload),
                 ),
                 action=action,
+                sleep=sleep,
             )
             data = self._data(response, action=action)
         except ApiError as exc:
@@ -602,15 +688,16 @@ _clients: dict[tuple[str, str], WaveSpeedClient] = {}
 _clients_lock = threading.Lock()
 
 
-def client_for(settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> WaveSpeedClient:
+def client_for(settings: Settings) -> WaveSpeedClient:
     """One client (and so one connection pool) per base URL and key, reused across runs.
 
-    `sleep` is used between retries; pass one that wakes up for a cancel.
+    It keeps no per-run state: a run passes its own cancel-aware `sleep` to each call (`upload`,
+    `get_result`, `history`), so a Cancel in one run never leaks into the next.
     """
     fingerprint = hashlib.sha256(settings.api_key.reveal().encode()).hexdigest()
     with _clients_lock:
         client = _clients.get((settings.base_url, fingerprint))
         if client is None:
-            client = WaveSpeedClient(settings.base_url, settings.api_key, sleep=sleep)
+            client = WaveSpeedClient(settings.base_url, settings.api_key)
             _clients[(settings.base_url, fingerprint)] = client
         return client

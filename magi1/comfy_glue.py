@@ -257,16 +257,27 @@ def throw_if_interrupted() -> None:
 
 
 # --- progress -------------------------------------------------------------------------------------
-def current_node_id() -> str | None:
-    """The id of the node executing in this task/thread, when ComfyUI knows it."""
+def _executing_context() -> Any | None:
+    """ComfyUI's ExecutionContext (prompt_id, node_id, list_index) of this task/thread, if any."""
     if not IN_COMFYUI:
         return None
     try:
         from comfy_execution.utils import get_executing_context
     except Exception:  # noqa: BLE001 - older ComfyUI has no execution context
         return None
-    context = get_executing_context()
+    return get_executing_context()
+
+
+def current_node_id() -> str | None:
+    """The id of the node executing in this task/thread, when ComfyUI knows it."""
+    context = _executing_context()
     return None if context is None else context.node_id
+
+
+def current_prompt_id() -> str | None:
+    """The id of the queued prompt executing in this task/thread (the spend guard's run), if known."""
+    context = _executing_context()
+    return None if context is None else str(context.prompt_id)
 
 
 class NodeProgress:
@@ -295,11 +306,27 @@ class NodeProgress:
             self._send_text(text)
 
     def _send_text(self, text: str) -> None:
-        server = _prompt_server()
-        if server is None or self.node_id is None or not hasattr(server, "send_progress_text"):
-            return
-        # To the client that queued the prompt (None broadcasts), as the core progress hook does.
-        server.send_progress_text(text, self.node_id, getattr(server, "client_id", None))
+        _send_progress_text(self.node_id, text)
+
+
+def _send_progress_text(node_id: str | None, text: str) -> None:
+    server = _prompt_server()
+    if server is None or node_id is None or not hasattr(server, "send_progress_text"):
+        return
+    # To the client that queued the prompt (None broadcasts), as the core progress hook does.
+    server.send_progress_text(text, node_id, getattr(server, "client_id", None))
+
+
+def node_status_sender() -> Callable[[str], None]:
+    """A function that shows a short text on the node executing now; callable from any thread
+    (e.g. "waiting for a slot · 2nd in line" while a submit waits for the account limiter)."""
+    node_id = current_node_id()
+
+    def send(text: str) -> None:
+        log.info("node %s: %s", node_id, text)
+        _send_progress_text(node_id, text)
+
+    return send
 
 
 # --- results and events ---------------------------------------------------------------------------
@@ -442,5 +469,22 @@ def add_routes(register: Callable[[Any], None]) -> bool:
         register(server.routes)
     except Exception:
         log.exception("Could not add the MAGI-1 HTTP routes; the nodes still work.")
+        return False
+    return True
+
+
+def start_adoption() -> bool:
+    """At ComfyUI's start: save, in the background, paid tasks whose video was never saved.
+
+    Called once from the pack's `nodes/__init__.py`; a no-op (False) outside a ComfyUI server.
+    """
+    if _prompt_server() is None:
+        return False
+    from . import adoption
+
+    try:
+        adoption.adopt_in_background(output_directory(), private_directory())
+    except Exception:
+        log.exception("Could not start the MAGI-1 adoption of unsaved tasks")
         return False
     return True

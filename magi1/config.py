@@ -178,3 +178,12 @@ class Settings:
 def load_settings(private_dir: Path | None) -> Settings:
     """Base URL and key, checked; raises ConfigError subclasses with what to do."""
     return Settings(base_url=resolve_base_url(), api_key=resolve_api_key(private_dir))
+
+
+ENV_LEDGER_URL = "MAGI1_LEDGER_URL"
+
+
+def ledger_url() -> str | None:
+    """`MAGI1_LEDGER_URL` (an SQLAlchemy URL for the task ledger), or None for the SQLite default."""
+    value = (os.environ.get(ENV_LEDGER_URL) or "").strip()
+    return value or None

@@ -40,6 +40,18 @@ class InputError(Magi1Error):
     """A node input the service would refuse; raised before anything is uploaded or billed."""
 
 
+class SpendLimitError(InputError):
+    """One queued prompt would create more billed tasks than `max_tasks_per_run` allows."""
+
+
+class LedgerWriteError(Magi1Error):
+    """The task ledger could not be written; `task_id` names the paid task concerned, if any."""
+
+    def __init__(self, message: str, *, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+
 # --- talking to the service -----------------------------------------------------------------------
 class ApiError(Magi1Error):
     """WaveSpeed answered, but not with success.
@@ -84,6 +96,15 @@ class RateLimitedError(ApiError):
     """429 that outlasted every retry."""
 
 
+class SubmitRateLimitedError(RateLimitedError):
+    """429 on the submit POST: nothing was created. `retry_after` is the service's wait in seconds
+    (finite, capped) or None when it named none."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **fields: object) -> None:
+        super().__init__(message, **fields)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
 class ServerError(ApiError):
     """5xx that outlasted every retry, or an answer that is not WaveSpeed's envelope."""
 
@@ -108,6 +129,17 @@ class UnexpectedTaskIdError(ApiError):
     def __init__(self, message: str, *, answered_id: str | None = None, **kwargs) -> None:
         super().__init__(message, **kwargs)
         self.answered_id = answered_id
+
+
+class SubmitReconcileError(SubmitUncertainError):
+    """An ambiguous submit whose task could not be identified in the prediction history.
+
+    `candidates`: ids of the account's new predictions no ledger row owns (none, or several).
+    """
+
+    def __init__(self, message: str, *, candidates: tuple[str, ...] = (), **fields: object) -> None:
+        super().__init__(message, **fields)  # type: ignore[arg-type]
+        self.candidates = candidates
 
 
 class UploadError(ApiError):

@@ -12,6 +12,8 @@ EXAMPLE_FIRST_FRAME = Path(__file__).resolve().parent.parent / "examples" / "mag
 # ComfyUI copies the route table into its app once, after the packs are imported.
 _glue.add_routes(_key_routes.make_register(_glue.private_directory))
 _glue.add_routes(_panel_routes.make_register(_glue))  # the MAGI-1 panel's routes and task events
+# Save, in the background, paid tasks whose video was never saved (a crash, a restart).
+_glue.start_adoption()
 
 
 async def comfy_entrypoint():

@@ -33,6 +33,8 @@ def _context() -> pipeline.Context:
         output_dir=glue.output_directory(),
         private_dir=glue.private_directory(),
         throw_if_interrupted=glue.throw_if_interrupted,
+        run_id=glue.current_prompt_id(),
+        on_submit_status=glue.node_status_sender(),
     )
 
 
@@ -96,7 +98,10 @@ class Magi1Submit(io.ComfyNode):
     def fingerprint_inputs(cls, seed=0, **_):
         # Seed -1 means "a new video every time": never serve it from ComfyUI's cache. A fresh NaN
         # object each call: it equals nothing, not even an earlier NaN (math.nan would be identical).
-        return float("nan") if seed == -1 else seed
+        # A fixed seed is cached until a task of this process fails: a failed fixed-seed result is
+        # never served again from ComfyUI's cache (the ledger then reuses what still stands, or
+        # submits afresh), as the failure's "queue again" promises.
+        return float("nan") if seed == -1 else (seed, pipeline.failure_generation())
 
     @classmethod
     async def execute(cls, prompt, seed, image=None, resolution="default", aspect_ratio="default",

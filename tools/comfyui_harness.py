@@ -327,6 +327,16 @@ class ComfyUIServer:
             self._log_file.close()
             self._log_file = None
 
+    def kill(self) -> None:
+        """SIGKILL the server and its children at once, as a crash or a power cut would."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
     # --- logs -----------------------------------------------------------------------------------
     def log_text(self) -> str:
         try:

@@ -16,14 +16,18 @@ from typing import Any
 
 ROUTES = ("submit", "result", "upload", "upload_put", "upload_binary", "output", "media")
 
-TRANSPORT_KINDS = frozenset({"status", "reset", "delay"})
-SUBMIT_RESPONSE_KINDS = frozenset({"accept_then_500"})
+TRANSPORT_KINDS = frozenset({"status", "reset", "delay", "rate_limit"})
+# The task is created (and billed) but its id never reaches the client: a 500, a dropped
+# connection, a proxy's HTML page, or an answer held past the client's read timeout.
+SUBMIT_RESPONSE_KINDS = frozenset(
+    {"accept_then_500", "accept_then_drop", "accept_then_html", "accept_then_delay"}
+)
 TASK_OUTCOME_KINDS = frozenset({"fail_task", "final_status", "never_complete"})
 OUTPUT_KINDS = frozenset({"truncate", "invalid_mp4"})
 KINDS = TRANSPORT_KINDS | SUBMIT_RESPONSE_KINDS | TASK_OUTCOME_KINDS | OUTPUT_KINDS
 
 _ONLY_ON = {
-    **dict.fromkeys(SUBMIT_RESPONSE_KINDS | TASK_OUTCOME_KINDS, "submit"),
+    **dict.fromkeys(SUBMIT_RESPONSE_KINDS | TASK_OUTCOME_KINDS | {"rate_limit"}, "submit"),
     **dict.fromkeys(OUTPUT_KINDS, "output"),
 }
 FINAL_STATUSES = ("cancelled", "timeout", "deleted")
@@ -86,9 +90,17 @@ def parse_params(route: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     only_on = _ONLY_ON.get(kind)
     if only_on is not None and route != only_on:
         raise FaultSpecError(f"a {kind!r} fault applies only to the {only_on!r} route")
-    if kind == "status":
-        params: dict[str, Any] = {"status": _integer(spec, "status", required=True, low=100, high=599)}
+    if kind in ("status", "rate_limit"):
+        if kind == "rate_limit":  # "429 on submit": nothing is created, come back after Retry-After
+            params: dict[str, Any] = {"status": 429, "retry_after": 1}
+        else:
+            params = {"status": _integer(spec, "status", required=True, low=100, high=599)}
         retry_after = _number(spec, "retry_after", required=False, low=0, high=86400)
+        retry_after_text = _text(spec, "retry_after_text")  # sent verbatim, e.g. "nan" or "-5"
+        if retry_after_text is not None:
+            if not retry_after_text.isprintable() or len(retry_after_text) > 200:
+                raise FaultSpecError("'retry_after_text' must be a short printable string")
+            params["retry_after_text"] = retry_after_text
         code = _integer(spec, "code", required=False, low=-(2**31), high=2**31 - 1)
         message = _text(spec, "message")
         params.update(
@@ -99,6 +111,8 @@ def parse_params(route: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
             }
         )
         return params
+    if kind == "accept_then_delay":
+        return {"seconds": _number(spec, "seconds", required=True, low=0, high=MAX_DELAY_SECONDS)}
     if kind == "delay":
         return {"seconds": _number(spec, "seconds", required=True, low=0, high=MAX_DELAY_SECONDS)}
     if kind == "fail_task":

@@ -144,7 +144,11 @@ class Task:
         self.latency = latency
         self.outcome = outcome
         self.created_at = iso_now()
+        self.created_epoch = time.time()
         self.submitted = time.monotonic()
+        # When the task got a running slot (monotonic); None while it waits behind the account's
+        # concurrency cap. Set once, by the emulator's scheduler.
+        self.started: float | None = None
         self.discarded = False
         self._lock = threading.Lock()
         self._rendered = threading.Event()
@@ -161,8 +165,16 @@ class Task:
     def needs_render(self) -> bool:
         return not self._rendered.is_set()
 
+    def start(self, moment: float) -> None:
+        """The task got a running slot at `moment` (monotonic seconds)."""
+        if self.started is None:
+            self.started = moment
+
     def state(self, now: float | None = None) -> TaskState:
-        elapsed = (time.monotonic() if now is None else now) - self.submitted
+        started = self.started
+        if started is None:
+            return TaskState("created")
+        elapsed = (time.monotonic() if now is None else now) - started
         if elapsed < CREATED_FRACTION * self.latency:
             return TaskState("created")
         outcome = self.outcome
@@ -228,9 +240,14 @@ class Task:
             "created_at": self.created_at,
         }
 
-    def wait_final(self, timeout: float, stop: threading.Event) -> TaskState:
+    def wait_final(
+        self, timeout: float, stop: threading.Event, refresh: Callable[[], None] | None = None
+    ) -> TaskState:
+        """Poll until final, `timeout` or `stop`; `refresh` lets the scheduler start queued tasks."""
         deadline = time.monotonic() + timeout
         while True:
+            if refresh is not None:
+                refresh()
             state = self.state()
             if state.final or time.monotonic() >= deadline or stop.is_set():
                 return state
