@@ -8,6 +8,7 @@
 #     otherwise from a git checkout of ComfyUI's v0.33.0 tag (needs git and the network).
 #   - Debian's chromium for the browser tests (only with --browser; the browser tests install it
 #     themselves through scripts/install_browser.sh when they run)
+#   - Debian's PostgreSQL binaries for the farm tests (only with --postgres; scripts/install_postgres.sh)
 # Everything lands in a cache outside the repo ($MAGI1_CACHE, default ~/.cache/comfyui-magi1).
 # Prints nothing but progress on stderr; on stdout, NAME=value lines for scripts/env.sh:
 # MAGI1_COMFYUI_DIR and MAGI1_PYTHON, and with --comfyui-033 MAGI1_COMFYUI_033_DIR and MAGI1_PYTHON_033.
@@ -21,10 +22,12 @@ comfy033_version="0.33.0"
 comfy033_git="https://github.com/comfyanonymous/ComfyUI.git"
 want_browser=0
 want_033=0
+want_postgres=0
 for arg in "$@"; do
   case "$arg" in
     --browser) want_browser=1 ;;
     --comfyui-033) want_033=1 ;;
+    --postgres) want_postgres=1 ;;
     *) echo "bootstrap: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -125,6 +128,11 @@ fi
 # --- browser ------------------------------------------------------------------------------------
 if [ "$want_browser" = 1 ]; then
   bash "$here/scripts/install_browser.sh"
+fi
+
+# --- PostgreSQL (the farm tests start their own server from these binaries) --------------------
+if [ "$want_postgres" = 1 ]; then
+  bash "$here/scripts/install_postgres.sh"
 fi
 
 echo "MAGI1_COMFYUI_DIR=$comfy_dir"
