@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from comfyui_harness import ComfyUIServer, PromptFailed
+from tools.comfyui_harness import ComfyUIServer, PromptFailed
 from fixtures_comfyui import require_comfyui
 from fixtures_emulator import fake_api_key
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from comfyui_harness import PromptFailed
+from tools.comfyui_harness import PromptFailed
 from loopback_http import LoopbackHTTP, redirect_to
 
 KEY_ROUTE = "/magi1/api_key"
@@ -247,7 +247,7 @@ def test_a_malformed_key_in_the_key_file_is_a_clear_error_shown_nowhere(keyless_
 @pytest.fixture(scope="module")
 def keyless_comfyui(comfyui, tmp_path_factory):
     """A second ComfyUI without WAVESPEED_API_KEY, so the key file is the one used."""
-    from comfyui_harness import ComfyUIServer
+    from tools.comfyui_harness import ComfyUIServer
 
     with ComfyUIServer(tmp_path_factory.mktemp("keyless"),
                        env={"WAVESPEED_BASE_URL": comfyui.emulator.base_url}) as server:
