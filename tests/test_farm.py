@@ -130,7 +130,10 @@ def test_two_identical_submit_nodes_in_one_prompt_post_once(comfyui):
     prompt = {}
     for n in ("1", "2"):
         prompt[f"submit{n}"] = {"class_type": "Magi1Submit", "inputs": {"prompt": "twin nodes", "seed": 5151}}
-        prompt[f"poll{n}"] = {"class_type": "Magi1Poll", "inputs": {"task": [f"submit{n}", 0], "poll_interval_s": 0.2}}
+        # The Polls differ (their interval), so ComfyUI runs both branches instead of serving the
+        # second from the first's cache; the Submits are identical: one task, one POST.
+        interval = 0.2 if n == "1" else 0.3
+        prompt[f"poll{n}"] = {"class_type": "Magi1Poll", "inputs": {"task": [f"submit{n}", 0], "poll_interval_s": interval}}
         prompt[f"show{n}"] = {"class_type": "PreviewAny", "inputs": {"source": [f"poll{n}", 0]}}
 
     entry = comfyui.server.run(prompt, timeout=RUN_TIMEOUT_S)

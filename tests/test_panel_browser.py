@@ -219,7 +219,8 @@ def test_panel_screenshot_for_the_readme(ui, comfyui):
     ui.settle(0.8)
     try:
         assert "at your $0.30 per task" in ui.page.locator("[data-magi1=account]").inner_text()
-        assert "refused by moderation" in ui.page.locator('[data-magi1=task-list] [data-state="failed"]').first.inner_text()
+        refused = ui.page.locator('[data-magi1=task-list] [data-state="failed"]', has_text="a prompt the service refuses")
+        assert "refused by moderation" in refused.first.inner_text()
         path = save_screenshot(ui.page, "magi1-panel")
     finally:
         request_cleanup()

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from tools.comfyui_harness import PromptFailed
+from tools.comfyui_harness import PromptFailed, PromptRejected
 from loopback_http import LoopbackHTTP, redirect_to
 
 KEY_ROUTE = "/magi1/api_key"
@@ -215,9 +215,10 @@ def test_an_invisible_prompt_fails_before_anything_is_uploaded_or_billed(env, pr
         "submit": {"class_type": "Magi1Submit", "inputs": {"prompt": prompt, "seed": next(_seeds), "image": ["img", 0]}},
         "poll": {"class_type": "Magi1Poll", "inputs": {"task": ["submit", 0]}},
     }
-    with pytest.raises(PromptFailed) as caught:
+    # Refused when queued (Magi1Submit's validate_inputs), before any node runs.
+    with pytest.raises(PromptRejected) as caught:
         env.server.run(graph, timeout=60)
-    assert "invisible" in caught.value.error["exception_message"]
+    assert "invisible" in json.dumps(caught.value.details["node_errors"]["submit"])
     assert [call for call in env.emulator.journal() if call["route"] in ("submit", "upload", "upload_binary", "upload_put")] == []
 
 
