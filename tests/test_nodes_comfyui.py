@@ -190,6 +190,20 @@ def test_a_failed_task_shows_its_id_and_the_services_reason(env):
     assert error_of(caught)["exception_type"].endswith("TaskFailedError")
 
 
+def test_a_failed_fixed_seed_task_is_submitted_afresh_when_queued_again(env):
+    """The failure says "queue again": the next queue must not be served the failed task from
+    ComfyUI's cache (Magi1Submit's fingerprint changes when a task fails), and the ledger does not
+    reuse a failed task, so the same graph submits a new task and succeeds."""
+    graph = magi1_graph(load=False, seed=424242)
+    env.emulator.add_fault("submit", "fail_task", error="a passing failure", code=5000)
+    with pytest.raises(PromptFailed):
+        env.server.run(graph)
+    entry = env.server.run(graph)
+    assert len(submits(env.emulator)) == 2
+    failed, completed = env.emulator.tasks()[0]["id"], env.emulator.tasks()[1]["id"]
+    assert completed in entry["outputs"]["show"]["text"][0] and failed not in entry["outputs"]["show"]["text"][0]
+
+
 def test_a_timeout_names_the_task_and_how_to_collect_it(env):
     env.emulator.add_fault("submit", "never_complete")
     with pytest.raises(PromptFailed) as caught:
