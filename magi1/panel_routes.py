@@ -57,7 +57,9 @@ PRICE_NOTE = ("No price is assumed: set what one task costs you in Settings › 
 
 # Ledger statuses (after the ledger issue) -> what the panel calls them.
 STATES = {
-    "claimed": "waiting", "submitting": "waiting",
+    # `submitting`: the billed POST went out and its answer is not known yet, or was lost (the
+    # ledger reconciles it through the history before the request is ever sent again).
+    "claimed": "waiting", "submitting": "submitting",
     "submitted": "running", "created": "running", "processing": "running",
     "completed": "completed", "saved": "completed",
     "failed": "failed", "dead": "dead",
@@ -130,7 +132,7 @@ def task_row(record: Any, output_dir: Path, collecting: bool = False) -> dict[st
         "saved_path": str(saved) if saved is not None else None,
         "thumbnail": f"{PREFIX}/tasks/{record.task_id}/thumbnail" if saved is not None else None,
         "collecting": collecting,
-        "can_collect": saved is None and state not in ("failed", "dead", "waiting") and not collecting,
+        "can_collect": saved is None and state not in ("failed", "dead", "waiting", "submitting") and not collecting,
     }
 
 

@@ -133,7 +133,7 @@ def test_the_panel_lists_a_run_s_task_while_it_runs_then_saved_with_a_thumbnail(
 
     entry = row(ui, task_id)
     entry.wait_for(timeout=10_000)  # from the magi1.task event: no reload, no click
-    assert entry.get_attribute("data-state") in ("running", "waiting")
+    assert entry.get_attribute("data-state") in ("running", "waiting", "submitting")
     assert "a heron lifting off a misty pond" in entry.inner_text()
     ui.page.locator(f'[data-task-id="{task_id}"][data-state="saved"]').wait_for(timeout=60_000)
     server.wait(prompt_id, timeout=60)

@@ -16,7 +16,7 @@ def record(status, video_path=None, **request):
 
 
 @pytest.mark.parametrize(("status", "state"), [
-    ("claimed", "waiting"), ("submitting", "waiting"),
+    ("claimed", "waiting"), ("submitting", "submitting"),
     ("submitted", "running"), ("created", "running"), ("processing", "running"),
     ("completed", "completed"), ("saved", "completed"),
     ("failed", "failed"), ("dead", "dead"), ("cancelled", "cancelled"),

@@ -5,7 +5,7 @@
 //     tasks today / this month, tasks running against the slots the user allows, and a spend
 //     figure only when the user has set a price per task (no price is ever assumed);
 //   - the tasks, newest first, 50 at a time (more load as the list scrolls): first-frame
-//     thumbnail, status (waiting for a slot / running / saved / completed, not saved / failed /
+//     thumbnail, status (waiting for a slot / submitted, answer pending / running / saved / completed, not saved / failed /
 //     dead), prompt excerpt, seed, resolution, when, how long it took, the error, an NSFW flag;
 //     actions: play the saved video, add it to the graph (a Magi1LoadVideo node), collect an
 //     unsaved task now, copy the task id. Rows change live from the server's `magi1.task` events,
@@ -31,6 +31,9 @@ const EVENT_DEBOUNCE_MS = 250;
 const SETTINGS_CATEGORY = "WaveSpeed MAGI-1";
 const STATE_LABELS = {
   waiting: "waiting for a slot",
+  // The billed POST went out and its answer is not known yet (or was lost: the ledger reconciles it
+  // through WaveSpeed's history before that request is ever sent again).
+  submitting: "submitted, answer pending",
   running: "running",
   saved: "saved",
   completed: "completed, not saved",
@@ -39,7 +42,7 @@ const STATE_LABELS = {
 };
 // Ledger statuses -> panel states, as magi1/panel_routes.py STATES (for rows updated from events).
 const STATES = {
-  claimed: "waiting", submitting: "waiting",
+  claimed: "waiting", submitting: "submitting",
   submitted: "running", created: "running", processing: "running",
   completed: "completed", saved: "completed", failed: "failed", dead: "dead",
 };
@@ -146,7 +149,8 @@ function addStyles() {
     .magi1-badge { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 11px; margin-right: 4px;
       background: var(--comfy-input-bg, #333); }
     .magi1-badge[data-state="saved"] { background: #1f5130; }
-    .magi1-badge[data-state="running"], .magi1-badge[data-state="waiting"] { background: #1e3f66; }
+    .magi1-badge[data-state="running"], .magi1-badge[data-state="waiting"],
+    .magi1-badge[data-state="submitting"] { background: #1e3f66; }
     .magi1-badge[data-state="failed"], .magi1-badge[data-state="dead"] { background: #6a2020; }
     .magi1-badge[data-nsfw] { background: #6a4a10; }
     .magi1-prompt { overflow: hidden; text-overflow: ellipsis; display: -webkit-box; -webkit-line-clamp: 2;
