@@ -18,35 +18,7 @@ from magi1.errors import (
     TaskNotFoundError,
 )
 from magi1.params import build_request
-
-
-class Cancelled(Exception):
-    pass
-
-
-class CancelButton:
-    """ComfyUI's interrupt flag: pressed from another thread; a check that raises clears it."""
-
-    def __init__(self):
-        self.pressed = threading.Event()
-
-    def press_after(self, seconds):
-        threading.Timer(seconds, self.pressed.set).start()
-
-    def check(self):
-        if self.pressed.is_set():
-            self.pressed.clear()
-            raise Cancelled()
-
-
-def make_ctx(tmp_path, run_id=None):
-    button = CancelButton()
-    context = pipeline.Context(
-        output_dir=tmp_path / "output", private_dir=tmp_path / "private", throw_if_interrupted=button.check,
-        run_id=run_id,
-    )
-    context.cancel = button
-    return context
+from recipe_support import Cancelled, make_ctx, run, submits
 
 
 @pytest.fixture
@@ -56,14 +28,6 @@ def ctx(emulator_env, tmp_path):
 
 def first_frames(batch=1, seed=0):
     return np.random.default_rng(seed).random((batch, 64, 96, 3), dtype=np.float32)
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def submits(emulator):
-    return [e for e in emulator.journal() if e["route"] == "submit"]
 
 
 def accepted(emulator):

@@ -2,7 +2,6 @@
 over real HTTP against the emulator, with the ledger on disk."""
 import asyncio
 import logging
-import threading
 import time
 from datetime import datetime
 
@@ -13,38 +12,12 @@ import pytest
 from magi1 import media, pipeline
 from magi1.errors import DownloadError, TaskFailedError, TaskTimeoutError
 from magi1.params import build_request
-
-
-class Cancelled(Exception):
-    pass
-
-
-class CancelButton:
-    """Stands in for ComfyUI's interrupt flag: pressed from another thread, checked by the pack.
-
-    Like ComfyUI's `throw_exception_if_processing_interrupted`, a check that raises clears it.
-    """
-
-    def __init__(self):
-        self.pressed = threading.Event()
-
-    def press_after(self, seconds):
-        threading.Timer(seconds, self.pressed.set).start()
-
-    def check(self):
-        if self.pressed.is_set():
-            self.pressed.clear()
-            raise Cancelled()
+from recipe_support import Cancelled, make_ctx, run, submits
 
 
 @pytest.fixture
 def ctx(emulator_env, tmp_path):
-    button = CancelButton()
-    context = pipeline.Context(
-        output_dir=tmp_path / "output", private_dir=tmp_path / "private", throw_if_interrupted=button.check
-    )
-    context.cancel = button
-    return context
+    return make_ctx(tmp_path)
 
 
 def restarted(ctx):
@@ -57,14 +30,6 @@ def restarted(ctx):
 def first_frames(batch=1, height=240, width=320, seed=0):
     rng = np.random.default_rng(seed)
     return rng.random((batch, height, width, 3), dtype=np.float32)
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def submits(emulator):
-    return [e for e in emulator.journal() if e["route"] == "submit"]
 
 
 def test_image_to_video_end_to_end_saves_the_mp4_and_decodes_it(ctx, emulator):
