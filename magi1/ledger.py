@@ -43,7 +43,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from . import events
-from .errors import LedgerWriteError
+from .errors import ClaimLostError, LedgerWriteError
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +339,10 @@ class Ledger:
         return [r for r in (self._record(row) for row in rows) if r is not None]
 
     def submitting_since(self, since: float, *, exclude_row: int) -> int:
-        """Other rows whose POST may be on the wire, claimed at or after `since` (reconciling)."""
+        """Other rows whose POST may be on the wire, sent at or after `since` less a minute (reconciling).
+
+        By when the POST left (`submitted_at`, written by `mark_submitting`), not when the request
+        was claimed: a claim that queued for minutes in the limiter still posts a task now."""
         with self.engine.connect() as db:
             return int(
                 db.execute(
@@ -347,7 +350,7 @@ class Ledger:
                     .select_from(tasks)
                     .where(
                         tasks.c.status == "submitting",
-                        tasks.c.claimed_at >= since - 60.0,
+                        tasks.c.submitted_at >= since - 60.0,
                         tasks.c.row_id != exclude_row,
                     )
                 ).scalar_one()
@@ -459,7 +462,10 @@ class Ledger:
                                     sa.or_(tasks.c.owner == holder.owner, tasks.c.owner.is_(None)),
                                     tasks.c.lease_until == holder.lease_until,
                                 )
-                                .values(owner=self.owner, lease_until=now + lease_s, run_id=run_id, updated_at=now)
+                                .values(
+                                    owner=self.owner, lease_until=now + lease_s, run_id=run_id, updated_at=now,
+                                    claimed_at=now,  # a new claim: the old holder's writes no longer match
+                                )
                             ).rowcount
                             if taken != 1:
                                 continue
@@ -518,24 +524,49 @@ class Ledger:
             events.publish(about or values.get("task_id") or "", status, **fields)
         return count
 
-    def renew(self, row_id: int, lease_s: float = DEFAULT_LEASE_S) -> None:
-        """Extend this owner's lease on a claim (before each long step)."""
-        self._update(
-            (tasks.c.row_id == row_id) & (tasks.c.owner == self.owner),
-            event=False,
-            lease_until=time.time() + lease_s,
-        )
+    def _held(self, row_id: int, claimed_at: float | None) -> Any:
+        """Rows still held by this claim: this owner and, when given, the same claim moment.
 
-    def mark_submitting(self, row_id: int, payload: Mapping[str, Any], lease_s: float = DEFAULT_LEASE_S) -> None:
-        """Written before the billed POST leaves: a crash from here on is reconciled, not re-sent."""
+        A takeover writes a new owner and `claimed_at`, so a slow or stale holder (even a thread of
+        the same process) matches nothing and learns it lost the claim instead of paying twice.
+        """
+        where = (tasks.c.row_id == row_id) & (tasks.c.owner == self.owner) & tasks.c.task_id.is_(None)
+        if claimed_at is not None:
+            where = where & (tasks.c.claimed_at == claimed_at)
+        return where
+
+    def renew(self, row_id: int, lease_s: float = DEFAULT_LEASE_S, *, claimed_at: float | None = None) -> None:
+        """Extend this owner's lease on a claim (before each long step).
+
+        With `claimed_at` (the claim's), raises ClaimLostError when the claim was taken over."""
+        count = self._update(self._held(row_id, claimed_at), event=False, lease_until=time.time() + lease_s)
+        if claimed_at is not None and count != 1:
+            raise ClaimLostError(f"The MAGI-1 ledger claim {row_id} was taken over by another node.")
+
+    def mark_submitting(
+        self,
+        row_id: int,
+        payload: Mapping[str, Any],
+        lease_s: float = DEFAULT_LEASE_S,
+        *,
+        claimed_at: float | None = None,
+    ) -> None:
+        """Written before the billed POST leaves: a crash from here on is reconciled, not re-sent.
+
+        A compare-and-swap from `claimed` by this claim's holder: ClaimLostError (send nothing)
+        when another node took the claim over meanwhile."""
         now = time.time()
-        self._update(
-            tasks.c.row_id == row_id,
+        count = self._update(
+            self._held(row_id, claimed_at) & (tasks.c.status == "claimed"),
             status="submitting",
             request_json=json.dumps(dict(payload), sort_keys=True),
             lease_until=now + lease_s,
             submitted_at=now,
         )
+        if count != 1:
+            raise ClaimLostError(
+                f"The MAGI-1 ledger claim {row_id} was taken over by another node before its POST; not sent."
+            )
 
     def record_submitted(self, row_id: int, task_id: str, *, status: str = "submitted") -> None:
         """The task id is known: written first, before anything else happens to it."""
@@ -548,10 +579,10 @@ class Ledger:
             lease_until=None,
         )
 
-    def mark_claimed(self, row_id: int, lease_s: float = DEFAULT_LEASE_S) -> None:
+    def mark_claimed(self, row_id: int, lease_s: float = DEFAULT_LEASE_S, *, claimed_at: float | None = None) -> None:
         """Back to `claimed` after a 429 (nothing was created): a takeover need not reconcile."""
         self._update(
-            (tasks.c.row_id == row_id) & tasks.c.task_id.is_(None),
+            self._held(row_id, claimed_at),
             status="claimed",
             owner=self.owner,
             lease_until=time.time() + lease_s,
@@ -567,15 +598,13 @@ class Ledger:
             raise
         return True
 
-    def drop_unsent(self, row_id: int) -> None:
-        """Forget a claim whose POST never left (cancel, upload failure, spend guard): nothing billed."""
+    def drop_unsent(self, row_id: int, *, claimed_at: float | None = None) -> None:
+        """Forget a claim whose POST never left (cancel, upload failure, spend guard): nothing billed.
+
+        Only this holder's own claim: a claim another node took over meanwhile is left alone."""
         try:
             with self.engine.begin() as db:
-                db.execute(
-                    tasks.delete().where(
-                        tasks.c.row_id == row_id, tasks.c.task_id.is_(None), tasks.c.status == "claimed"
-                    )
-                )
+                db.execute(tasks.delete().where(self._held(row_id, claimed_at), tasks.c.status == "claimed"))
         except OperationalError as exc:
             log.warning("could not drop an unsent MAGI-1 claim (it expires with its lease): %s", exc.orig)
 

@@ -26,6 +26,7 @@ from .config import Settings, check_url, ledger_url, load_settings
 from .download import download_video, mp4_index_and_samples_present
 from .errors import (
     ApiError,
+    ClaimLostError,
     InputError,
     LedgerWriteError,
     SpendLimitError,
@@ -251,7 +252,7 @@ def _claim_all(
     except BaseException:
         for slot in slots:
             if slot.claim.won:
-                ctx.ledger.drop_unsent(slot.claim.record.row_id)
+                ctx.ledger.drop_unsent(slot.claim.record.row_id, claimed_at=slot.claim.record.claimed_at)
         raise
     return slots
 
@@ -259,19 +260,33 @@ def _claim_all(
 def _settle(
     ctx: Context, client: WaveSpeedClient, request: Magi1Request, slot: _Slot, batch: int
 ) -> tuple[str, bool]:
-    """The task id of one batch item: reused, waited for, or submitted now (worker thread)."""
-    while not slot.claim.won:
-        holder = slot.claim.record
-        if holder.task_id:
-            log.info("reusing MAGI-1 task %s: same inputs and fixed seed %d, so it is not billed again",
-                     holder.task_id, request.seed)
-            return holder.task_id, True
-        ctx.tell("waiting for the same request from another node or machine")
-        ctx.sleep(CLAIM_WAIT_TICK_S)
-        slot.claim = ctx.ledger.claim(
-            slot.key, dedupe=True, base_url=client.base_url, payload=request.payload(None), run_id=ctx.run_id
-        )
-    task_id = _submit_claimed(ctx, client, request, slot)
+    """The task id of one batch item: reused, waited for, or submitted now (worker thread).
+
+    A claim taken over while this node was slow (ClaimLostError before the POST) is not paid
+    again: the item goes back to waiting for the new holder's task id.
+    """
+    while True:
+        while not slot.claim.won:
+            holder = slot.claim.record
+            if holder.task_id:
+                log.info("reusing MAGI-1 task %s: same inputs and fixed seed %d, so it is not billed again",
+                         holder.task_id, request.seed)
+                return holder.task_id, True
+            ctx.tell("waiting for the same request from another node or machine")
+            ctx.sleep(CLAIM_WAIT_TICK_S)
+            slot.claim = ctx.ledger.claim(
+                slot.key, dedupe=True, base_url=client.base_url, payload=request.payload(None), run_id=ctx.run_id
+            )
+        try:
+            task_id = _submit_claimed(ctx, client, request, slot)
+        except ClaimLostError:
+            log.warning("MAGI-1: another node took over the claim of this request while this one was slow; "
+                        "waiting for its task instead of submitting (and paying) again")
+            slot.claim = ctx.ledger.claim(
+                slot.key, dedupe=True, base_url=client.base_url, payload=request.payload(None), run_id=ctx.run_id
+            )
+            continue
+        break
     if batch > 1:
         log.info("batch item %d/%d is task %s", slot.index + 1, batch, task_id)
     return task_id, False
@@ -280,6 +295,7 @@ def _settle(
 def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request, slot: _Slot) -> str:
     ledger = ctx.ledger
     row = slot.claim.record.row_id
+    held = slot.claim.record.claimed_at  # the claim's fence: a takeover changes it
     sent = False  # once the POST may have left, the claim is never dropped
     try:
         if slot.claim.takeover:
@@ -287,13 +303,13 @@ def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request
             adopted = _reconcile(ctx, client, row, slot.claim.record.submitted_at, give_up_quietly=True)
             if adopted is not None:
                 return adopted
-            ledger.mark_claimed(row)
+            ledger.mark_claimed(row, claimed_at=held)
         image_url = None
         if slot.pixels is not None:
             ctx.check_cancel()
             png = media.encode_png(slot.pixels)
             ctx.check_cancel()
-            ledger.renew(row)
+            ledger.renew(row, claimed_at=held)
             image_url = client.upload(png, f"magi1_first_frame_{slot.digest[:16]}.png", "image/png",
                                       sleep=ctx.sleep)
         payload = request.payload(image_url)
@@ -303,16 +319,16 @@ def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request
             limiter.wait_for_slot(
                 ledger, account=account, base_url=client.base_url, limits=limits,
                 claimed_at=slot.claim.record.claimed_at, sleep=ctx.sleep, tell=ctx.tell,
-                heartbeat=lambda: ledger.renew(row),
+                heartbeat=lambda: ledger.renew(row, claimed_at=held),
                 refresh=lambda: _refresh_running(ctx, client),
-                then=lambda: (ctx.check_cancel(), ledger.mark_submitting(row, payload)),
+                then=lambda: (ctx.check_cancel(), ledger.mark_submitting(row, payload, claimed_at=held)),
             )  # the cancel check there is the last moment to cancel before the billed POST
             sent = True
             started = time.time()
             try:
                 prediction = client.submit(payload)
             except SubmitRateLimitedError as exc:
-                ledger.mark_claimed(row)  # a 429 created nothing
+                ledger.mark_claimed(row, claimed_at=held)  # a 429 created nothing
                 sent = False
                 wait = exc.retry_after or 1.0
                 log.warning("submit rate-limited by WaveSpeed; every process on the ledger waits %.0f s", wait)
@@ -337,7 +353,7 @@ def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request
         raise
     except BaseException:
         if not sent:
-            ledger.drop_unsent(row)
+            ledger.drop_unsent(row, claimed_at=held)
         raise
 
 
@@ -408,9 +424,10 @@ def _reconcile(
     ledger.release(row, "failed", error="submit answer lost; several candidates: " + ", ".join(unowned))
     _note_failure()
     raise SubmitReconcileError(
-        "The submit request got no clear answer, and the account's history shows several new "
-        f"MAGI-1 predictions no ledger row owns: {', '.join(unowned)}{why}. One of them is this "
-        "task (billed). Nothing was sent again: paste the right id into Magi1Poll's task_id to "
+        "The submit request got no clear answer, and the account's history shows new MAGI-1 "
+        f"prediction(s) that no ledger row owns, or that another node was still recording: "
+        f"{', '.join(unowned)}{why}. This task may be one of them (billed). "
+        "Nothing was sent again: paste the right id into Magi1Poll's task_id to "
         "collect it (check the times on wavespeed.ai), and do not queue again, or it is paid twice.",
         candidates=tuple(unowned),
     )

@@ -1,0 +1,74 @@
+"""Adversarial billing cases: a slow claim owner, a stale owner's clean-up, two ambiguous submits
+on one account. Each is proved from the emulator's own request log or the ledger, over loopback.
+"""
+
+import asyncio
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from magi1 import pipeline
+from magi1.errors import SubmitReconcileError
+from magi1.ledger import Ledger
+from magi1.params import build_request
+from test_billing import first_frames, make_ctx, run, submits
+
+
+def _expire_every_lease(db_path):
+    """What another machine sees when its clock runs ahead of the owner's (or the owner is slow)."""
+    with sqlite3.connect(db_path, timeout=10) as db:
+        db.execute("UPDATE magi1_tasks SET lease_until = 0 WHERE task_id IS NULL")
+
+
+def test_a_slow_owner_whose_lease_was_taken_over_does_not_post_too(emulator_env, emulator, tmp_path):
+    slow, taker = make_ctx(tmp_path), make_ctx(tmp_path)
+    image = first_frames()
+    emulator.add_fault("upload", "delay", seconds=1.5)  # only the slow owner's upload
+    results = {}
+
+    def slow_owner():
+        results["slow"] = run(pipeline.submit(slow, build_request("same", 7), image))
+
+    thread = threading.Thread(target=slow_owner)
+    thread.start()
+    time.sleep(0.5)  # the slow owner holds the claim and is uploading
+    _expire_every_lease(tmp_path / "private" / pipeline.LEDGER_FILE)
+    results["taker"] = run(pipeline.submit(taker, build_request("same", 7), image.copy()))
+    thread.join(30)
+    assert len(submits(emulator)) == 1  # one bill for one request
+    assert results["slow"].task_ids == results["taker"].task_ids
+    [row] = slow.ledger.list_tasks()
+    assert row.task_id == results["taker"].task_ids[0]
+
+
+def test_a_stale_owner_cleaning_up_never_drops_the_claim_of_its_successor(tmp_path):
+    target = tmp_path / "ledger.sqlite3"
+    stale, successor = Ledger(target, owner="stale"), Ledger(target, owner="successor")
+    won = stale.claim("f", dedupe=True, base_url="", payload={"seed": 1}, lease_s=0.2)
+    time.sleep(0.3)
+    taken = successor.claim("f", dedupe=True, base_url="", payload={"seed": 1})
+    assert taken.won
+    stale.drop_unsent(won.record.row_id)  # e.g. the stale owner's Cancel, late
+    assert not Ledger(target, owner="third").claim("f", dedupe=True, base_url="", payload={"seed": 1}).won
+
+
+def test_a_lost_answer_never_adopts_a_task_another_node_is_recording(emulator_env, emulator, tmp_path, monkeypatch):
+    """Node B waited in the limiter's queue for minutes, then POSTed (accepted, answer in transit);
+    node A's POST gets a 502 that created nothing. The history's one unowned task is B's, not A's."""
+    monkeypatch.setattr(pipeline, "RECONCILE_INTERVAL_S", 0.1)
+    a_ctx, b_ctx = make_ctx(tmp_path), make_ctx(tmp_path)
+    ledger = b_ctx.ledger
+    b_request = build_request("b's prompt", 11)
+    b_claim = ledger.claim("b", dedupe=True, base_url=b_ctx.settings().base_url, payload=b_request.payload(None))
+    with sqlite3.connect(tmp_path / "private" / pipeline.LEDGER_FILE, timeout=10) as db:
+        db.execute("UPDATE magi1_tasks SET claimed_at = claimed_at - 300")  # claimed 5 minutes ago
+    b_claim = ledger.claim("b", dedupe=True, base_url=b_ctx.settings().base_url, payload=b_request.payload(None))
+    ledger.mark_submitting(b_claim.record.row_id, b_request.payload(None), claimed_at=b_claim.record.claimed_at)
+    b_task = b_ctx.client().submit(b_request.payload(None))  # accepted; B has not written it yet
+    emulator.add_fault("submit", "status", status=502)
+    with pytest.raises(SubmitReconcileError) as caught:
+        asyncio.run(pipeline.submit(a_ctx, build_request("a's prompt", 12), None))
+    assert ledger.get(b_task.id) is None  # A did not take B's task as its own
+    assert b_task.id in caught.value.candidates
