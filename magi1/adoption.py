@@ -63,6 +63,8 @@ def adopt(
     try:
         settings = ctx.settings()
         client = ctx.client()
+        if task_ids is None:  # a start: first give the submits of owners that died their task ids
+            pipeline.reconcile_orphans(ctx, client, newer_than=time.time() - MAX_AGE_S)
         records = ctx.ledger.unsaved(newer_than=time.time() - MAX_AGE_S, base_url=settings.base_url)
     except Magi1Error as exc:  # no key, a refused base URL, the ledger unreadable
         log.warning("MAGI-1 adoption did not start: %s", exc)

@@ -356,6 +356,39 @@ class Ledger:
                 ).scalar_one()
             )
 
+    def orphaned_submits(self, *, newer_than: float) -> list[TaskRecord]:
+        """Rows left `submitting` by an owner that stopped (lease run out) before writing the task
+        id its POST may have created, submitted after `newer_than` (adoption reconciles them)."""
+        with self.engine.connect() as db:
+            rows = db.execute(
+                sa.select(tasks).where(
+                    tasks.c.status == "submitting",
+                    tasks.c.task_id.is_(None),
+                    tasks.c.lease_until < time.time(),
+                    tasks.c.submitted_at >= newer_than,
+                ).order_by(tasks.c.submitted_at)
+            ).all()
+        return [r for r in (self._record(row) for row in rows) if r is not None]
+
+    def take_orphan(self, record: TaskRecord, lease_s: float = DEFAULT_LEASE_S) -> TaskRecord | None:
+        """Take over an orphaned `submitting` row (compare-and-swap, so one process reconciles it);
+        the taken row, or None when another process took it or its owner came back."""
+        now = time.time()
+        with self.engine.begin() as db:
+            taken = db.execute(
+                tasks.update()
+                .where(
+                    tasks.c.row_id == record.row_id,
+                    tasks.c.status == "submitting",
+                    tasks.c.task_id.is_(None),
+                    tasks.c.lease_until == record.lease_until,
+                )
+                .values(owner=self.owner, lease_until=now + lease_s, claimed_at=now, updated_at=now)
+            ).rowcount
+            if taken != 1:
+                return None
+            return self._record(db.execute(sa.select(tasks).where(tasks.c.row_id == record.row_id)).first())
+
     # --- the account limiter's shared state (magi1.limiter) ---------------------------------------
     def account_load(self, base_url: str, *, running_since: float, submits_since: float, claimed_at: float) -> tuple[int, int, int]:
         """(tasks running, submits since `submits_since`, claims waiting before `claimed_at`) of one service."""

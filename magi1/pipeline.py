@@ -29,6 +29,7 @@ from .errors import (
     ClaimLostError,
     InputError,
     LedgerWriteError,
+    Magi1Error,
     SpendLimitError,
     SubmitRateLimitedError,
     SubmitReconcileError,
@@ -431,6 +432,29 @@ def _reconcile(
         "collect it (check the times on wavespeed.ai), and do not queue again, or it is paid twice.",
         candidates=tuple(unowned),
     )
+
+
+def reconcile_orphans(ctx: Context, client: WaveSpeedClient, *, newer_than: float) -> list[str]:
+    """Give the rows an owner left `submitting` (it died between the billed POST and writing the
+    id) their task from the prediction history, as an ambiguous submit would; returns the adopted
+    ids. A row with no new prediction is released as failed; several candidates are logged (the
+    row is released, its message names them). Never raises Magi1Error (it logs)."""
+    adopted = []
+    for orphan in ctx.ledger.orphaned_submits(newer_than=newer_than):
+        record = ctx.ledger.take_orphan(orphan)
+        if record is None:
+            continue
+        try:
+            task_id = _reconcile(ctx, client, record.row_id, record.submitted_at, give_up_quietly=True)
+        except Magi1Error as exc:
+            log.warning("MAGI-1: a submit whose owner stopped could not be matched to one task: %s", exc)
+            continue
+        if task_id is None:
+            ctx.ledger.release(record.row_id, "failed", error="submit owner stopped; no new prediction in the history")
+            log.warning("MAGI-1: a submit whose owner stopped created no task (none in the history); released")
+        else:
+            adopted.append(task_id)
+    return adopted
 
 
 def _batch_failure(ctx: Context, failures: list[BaseException], done: list[tuple[str, bool]]) -> BaseException:

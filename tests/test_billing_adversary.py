@@ -16,6 +16,11 @@ from magi1.params import build_request
 from test_billing import first_frames, make_ctx, run, submits
 
 
+@pytest.fixture
+def ctx(emulator_env, tmp_path):
+    return make_ctx(tmp_path)
+
+
 def _expire_every_lease(db_path):
     """What another machine sees when its clock runs ahead of the owner's (or the owner is slow)."""
     with sqlite3.connect(db_path, timeout=10) as db:
@@ -72,3 +77,20 @@ def test_a_lost_answer_never_adopts_a_task_another_node_is_recording(emulator_en
         asyncio.run(pipeline.submit(a_ctx, build_request("a's prompt", 12), None))
     assert ledger.get(b_task.id) is None  # A did not take B's task as its own
     assert b_task.id in caught.value.candidates
+
+
+def test_a_task_posted_by_an_owner_that_died_before_writing_its_id_is_adopted(ctx, emulator, monkeypatch):
+    """SIGKILL between the billed POST and the ledger write (seed -1: nobody re-queues the same
+    request to take the claim over): the next start finds the task in the history and saves it."""
+    from magi1 import adoption
+
+    monkeypatch.setattr(pipeline, "RECONCILE_INTERVAL_S", 0.1)
+    request = build_request("x", -1)
+    crashed = Ledger(ctx.private_dir / pipeline.LEDGER_FILE, owner="crashed")
+    won = crashed.claim("f", dedupe=False, base_url=ctx.settings().base_url, payload=request.payload(None))
+    crashed.mark_submitting(won.record.row_id, request.payload(None), lease_s=0.2)
+    task = ctx.client().submit(request.payload(None))  # billed; the process dies before recording it
+    time.sleep(0.3)
+    [path] = adoption.adopt(ctx.output_dir, ctx.private_dir, interval_s=0.2, give_up_after_s=30)
+    assert path.is_file() and ctx.ledger.get(task.id).status == "saved"
+    assert len(submits(emulator)) == 1
