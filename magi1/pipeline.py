@@ -325,7 +325,7 @@ def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request
                 then=lambda: (ctx.check_cancel(), ledger.mark_submitting(row, payload, claimed_at=held)),
             )  # the cancel check there is the last moment to cancel before the billed POST
             sent = True
-            started = time.time()
+            started = ledger.now()  # the ledger's clock, as `submitted_at`
             try:
                 prediction = client.submit(payload)
             except SubmitRateLimitedError as exc:
@@ -360,7 +360,7 @@ def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request
 
 def _refresh_running(ctx: Context, client: WaveSpeedClient) -> None:
     """Ask the service about the tasks the limiter counts as running; record the final ones."""
-    since = time.time() - limiter.RUNNING_WINDOW_S
+    since = ctx.ledger.now() - limiter.RUNNING_WINDOW_S
     for task_id in ctx.ledger.in_flight_ids(client.base_url, running_since=since):
         try:
             prediction = client.get_result(task_id, sleep=ctx.sleep)

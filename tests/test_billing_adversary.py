@@ -94,3 +94,28 @@ def test_a_task_posted_by_an_owner_that_died_before_writing_its_id_is_adopted(ct
     [path] = adoption.adopt(ctx.output_dir, ctx.private_dir, interval_s=0.2, give_up_after_s=30)
     assert path.is_file() and ctx.ledger.get(task.id).status == "saved"
     assert len(submits(emulator)) == 1
+
+
+def test_a_late_answer_after_a_takeover_never_overwrites_the_successors_task(tmp_path):
+    """The first owner's POST outlived its lease (a slow answer, or a clock behind the others');
+    the successor submitted and recorded its task. The late answer's task is paid too: both are kept."""
+    target = tmp_path / "ledger.sqlite3"
+    slow, successor = Ledger(target, owner="slow"), Ledger(target, owner="successor")
+    won = slow.claim("f", dedupe=True, base_url="https://a", payload={"seed": 1}, lease_s=0.2)
+    slow.mark_submitting(won.record.row_id, {"seed": 1}, lease_s=0.2)
+    time.sleep(0.3)
+    taken = successor.claim("f", dedupe=True, base_url="https://a", payload={"seed": 1})
+    assert taken.won and taken.takeover
+    successor.record_submitted(taken.record.row_id, "t-successor")
+    slow.record_submitted(won.record.row_id, "t-late")
+    assert successor.get("t-successor") is not None and successor.get("t-late") is not None
+    assert successor.find_reusable("f").task_id == "t-successor"
+
+
+def test_a_machine_whose_clock_runs_ahead_never_takes_over_a_live_claim(postgres_url):
+    """Two machines on one PostgreSQL ledger; the second's clock is 10 minutes ahead (no NTP).
+    The first holds a live claim (lease 2 minutes): the second waits for it instead of paying."""
+    here = Ledger(postgres_url, owner="in-time")
+    ahead = Ledger(postgres_url, owner="ahead", clock=lambda: time.time() + 600)
+    assert here.claim("f", dedupe=True, base_url="https://a", payload={"seed": 1}, lease_s=120).won
+    assert not ahead.claim("f", dedupe=True, base_url="https://a", payload={"seed": 1}).won
