@@ -53,6 +53,7 @@ CLAIM_WAIT_TICK_S = 0.25  # how often a node waiting for another's claim looks a
 MAX_RATE_LIMITED_SUBMITS = 30  # 429s in a row before a submit gives up (each waits Retry-After)
 RECONCILE_ATTEMPTS = 5
 RECONCILE_INTERVAL_S = 1.0
+SEVERAL_CANDIDATES = "submit answer lost; several candidates: "  # a released row's error; ids follow
 CLOCK_SLACK_S = 30.0  # history is asked from this long before the claim (clock differences)
 
 
@@ -266,9 +267,11 @@ def _settle(
     A claim taken over while this node was slow (ClaimLostError before the POST) is not paid
     again: the item goes back to waiting for the new holder's task id.
     """
+    waited: int | None = None  # the row of another node this item waited for
     while True:
         while not slot.claim.won:
             holder = slot.claim.record
+            waited = holder.row_id
             if holder.task_id:
                 log.info("reusing MAGI-1 task %s: same inputs and fixed seed %d, so it is not billed again",
                          holder.task_id, request.seed)
@@ -278,6 +281,8 @@ def _settle(
             slot.claim = ctx.ledger.claim(
                 slot.key, dedupe=True, base_url=client.base_url, payload=request.payload(None), run_id=ctx.run_id
             )
+        if waited is not None and waited != slot.claim.record.row_id:
+            _refuse_after_an_ambiguous_twin(ctx, slot, waited)
         try:
             task_id = _submit_claimed(ctx, client, request, slot)
         except ClaimLostError:
@@ -291,6 +296,24 @@ def _settle(
     if batch > 1:
         log.info("batch item %d/%d is task %s", slot.index + 1, batch, task_id)
     return task_id, False
+
+
+def _refuse_after_an_ambiguous_twin(ctx: Context, slot: _Slot, waited: int) -> None:
+    """The node this item waited for ended with a submit it could not match to one task: that task
+    may exist (billed), so this item must not pay for the same request again. Raises
+    SubmitReconcileError naming the candidates (this item's fresh claim is dropped first)."""
+    holder = ctx.ledger.get_row(waited)
+    if holder is None or holder.status != "failed" or not holder.error.startswith(SEVERAL_CANDIDATES):
+        return
+    candidates = tuple(c.strip() for c in holder.error[len(SEVERAL_CANDIDATES):].split(",") if c.strip())
+    ctx.ledger.drop_unsent(slot.claim.record.row_id, claimed_at=slot.claim.record.claimed_at)
+    raise SubmitReconcileError(
+        "Another node submitted these same inputs and got no clear answer; the account's history "
+        f"shows new MAGI-1 prediction(s) no ledger row owns: {', '.join(candidates)}. One of them "
+        "may be that task (billed), so this node did not submit it again. Paste the right id into "
+        "Magi1Poll's task_id to collect it (check the times on wavespeed.ai).",
+        candidates=candidates,
+    )
 
 
 def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request, slot: _Slot) -> str:
@@ -422,7 +445,7 @@ def _reconcile(
             "paste its id into Magi1Poll's task_id instead.",
             candidates=(),
         )
-    ledger.release(row, "failed", error="submit answer lost; several candidates: " + ", ".join(unowned))
+    ledger.release(row, "failed", error=SEVERAL_CANDIDATES + ", ".join(unowned))
     _note_failure()
     raise SubmitReconcileError(
         "The submit request got no clear answer, and the account's history shows new MAGI-1 "

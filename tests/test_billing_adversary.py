@@ -119,3 +119,23 @@ def test_a_machine_whose_clock_runs_ahead_never_takes_over_a_live_claim(postgres
     ahead = Ledger(postgres_url, owner="ahead", clock=lambda: time.time() + 600)
     assert here.claim("f", dedupe=True, base_url="https://a", payload={"seed": 1}, lease_s=120).won
     assert not ahead.claim("f", dedupe=True, base_url="https://a", payload={"seed": 1}).won
+
+
+def test_a_twin_waiting_on_an_ambiguous_submit_does_not_pay_for_it_again(emulator_env, emulator, tmp_path, monkeypatch):
+    """Two identical fixed-seed nodes; the first one's POST is accepted but its answer lost, and the
+    history also shows an unrelated task (made on wavespeed.ai, say): the first cannot tell which
+    is its own and reports both. The twin must not then submit the same request a second time."""
+    monkeypatch.setattr(pipeline, "RECONCILE_INTERVAL_S", 0.1)
+    first, twin = make_ctx(tmp_path), make_ctx(tmp_path)
+    first.client().submit(build_request("made elsewhere", -1).payload(None))
+    emulator.add_fault("submit", "accept_then_500")
+
+    async def both():
+        one = asyncio.create_task(pipeline.submit(first, build_request("same", 21), None))
+        await asyncio.sleep(0.2)  # the first node holds the claim
+        two = asyncio.create_task(pipeline.submit(twin, build_request("same", 21), None))
+        return await asyncio.gather(one, two, return_exceptions=True)
+
+    outcomes = run(both())
+    assert all(isinstance(o, SubmitReconcileError) for o in outcomes)
+    assert len(submits(emulator)) == 2  # the unrelated task and the first node's: nothing paid twice
