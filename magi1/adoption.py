@@ -86,7 +86,7 @@ def adopt(
         while pending and not _stop.is_set() and time.monotonic() < deadline:
             for task_id in list(pending):
                 try:
-                    prediction = client.get_result(task_id)
+                    prediction = pipeline.confirmed_result(client, task_id, sleep=_stop.wait)
                     if not prediction.is_final:
                         continue
                     pending.remove(task_id)

@@ -54,7 +54,12 @@ MAX_RATE_LIMITED_SUBMITS = 30  # 429s in a row before a submit gives up (each wa
 RECONCILE_ATTEMPTS = 5
 RECONCILE_INTERVAL_S = 1.0
 SEVERAL_CANDIDATES = "submit answer lost; several candidates: "  # a released row's error; ids follow
-CLOCK_SLACK_S = 30.0  # history is asked from this long before the claim (clock differences)
+CLOCK_SLACK_S = 30.0
+# A task is marked dead (and its inputs paid for again by the next run) only when this many checks
+# in a row, NOT_FOUND_RECHECK_S apart, answer 404: one stray 404 (a proxy, a lagging replica) is
+# not proof that a running, paid task is gone.
+NOT_FOUND_CHECKS = 3
+NOT_FOUND_RECHECK_S = 2.0  # history is asked from this long before the claim (clock differences)
 
 
 @dataclass(frozen=True)
@@ -381,12 +386,27 @@ def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request
         raise
 
 
+def confirmed_result(client: WaveSpeedClient, task_id: str, *, sleep: Callable[[float], None]) -> Prediction:
+    """`client.get_result`, raising TaskNotFoundError only when NOT_FOUND_CHECKS checks in a row say
+    404 (each NOT_FOUND_RECHECK_S apart, with the run's cancel-aware `sleep`)."""
+    for check in range(1, NOT_FOUND_CHECKS + 1):
+        try:
+            return client.get_result(task_id, sleep=sleep)
+        except TaskNotFoundError:
+            if check == NOT_FOUND_CHECKS:
+                raise
+            log.warning("WaveSpeed answered 404 for MAGI-1 task %s (check %d of %d); asking again",
+                        task_id, check, NOT_FOUND_CHECKS)
+            sleep(NOT_FOUND_RECHECK_S)
+    raise AssertionError("unreachable")
+
+
 def _refresh_running(ctx: Context, client: WaveSpeedClient) -> None:
     """Ask the service about the tasks the limiter counts as running; record the final ones."""
     since = ctx.ledger.now() - limiter.RUNNING_WINDOW_S
     for task_id in ctx.ledger.in_flight_ids(client.base_url, running_since=since):
         try:
-            prediction = client.get_result(task_id, sleep=ctx.sleep)
+            prediction = confirmed_result(client, task_id, sleep=ctx.sleep)
         except TaskNotFoundError:
             ctx.ledger.mark_dead(task_id, "unknown to the service")
             continue
@@ -533,7 +553,7 @@ async def wait_and_save(
 
         def get_result(task_id: str) -> Prediction:
             try:
-                return client.get_result(task_id, sleep=ctx.sleep)
+                return confirmed_result(client, task_id, sleep=ctx.sleep)
             except TaskNotFoundError as exc:
                 ctx.ledger.mark_dead(task_id, exc.service_message or "unknown to the service")
                 _note_failure()

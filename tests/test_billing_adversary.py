@@ -139,3 +139,42 @@ def test_a_twin_waiting_on_an_ambiguous_submit_does_not_pay_for_it_again(emulato
     outcomes = run(both())
     assert all(isinstance(o, SubmitReconcileError) for o in outcomes)
     assert len(submits(emulator)) == 2  # the unrelated task and the first node's: nothing paid twice
+
+
+def _submit_in_process(private, output, start, queue):
+    import numpy as np
+
+    start.wait(20)
+    context = pipeline.Context(output_dir=output, private_dir=private)
+    image = np.random.default_rng(0).random((1, 64, 96, 3), dtype=np.float32)
+    queue.put(asyncio.run(pipeline.submit(context, build_request("same", 31), image)).task_ids)
+
+
+def test_two_processes_on_one_sqlite_ledger_submit_a_fixed_seed_request_once(emulator_env, emulator, tmp_path):
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")  # each with its own ledger engine and owner
+    start, queue = spawn.Event(), spawn.Queue()
+    pipeline.ledger_for(tmp_path / "private")  # the schema exists before the race
+    procs = [spawn.Process(target=_submit_in_process, args=(tmp_path / "private", tmp_path / "output", start, queue))
+             for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    time.sleep(1.5)
+    start.set()
+    ids = [queue.get(timeout=60) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    assert ids[0] == ids[1] and len(submits(emulator)) == 1
+
+
+def test_one_stray_404_does_not_kill_a_running_paid_task(ctx, emulator, monkeypatch):
+    """A single 404 on a poll (a proxy's hiccup, a replica that has not seen the task yet) while
+    the task runs: the task is not marked dead, its video is saved, re-queuing costs nothing."""
+    monkeypatch.setattr(pipeline, "NOT_FOUND_RECHECK_S", 0.2)
+    task = run(pipeline.submit(ctx, build_request("x", 41), None))
+    emulator.add_fault("result", "status", status=404, message="prediction not found")
+    [(_, path)] = run(pipeline.wait_and_save(ctx, task.task_ids, timeout_s=60, interval_s=0.2))
+    assert path.is_file() and ctx.ledger.get(task.task_ids[0]).status == "saved"
+    again = run(pipeline.submit(ctx, build_request("x", 41), None))
+    assert again.task_ids == task.task_ids and len(submits(emulator)) == 1
