@@ -14,6 +14,7 @@ from magi1.errors import SubmitReconcileError
 from magi1.ledger import Ledger
 from magi1.params import build_request
 from test_billing import first_frames, make_ctx, run, submits
+from test_ledger import race_in_processes
 
 
 @pytest.fixture
@@ -151,20 +152,8 @@ def _submit_in_process(private, output, start, queue):
 
 
 def test_two_processes_on_one_sqlite_ledger_submit_a_fixed_seed_request_once(emulator_env, emulator, tmp_path):
-    import multiprocessing
-
-    spawn = multiprocessing.get_context("spawn")  # each with its own ledger engine and owner
-    start, queue = spawn.Event(), spawn.Queue()
     pipeline.ledger_for(tmp_path / "private")  # the schema exists before the race
-    procs = [spawn.Process(target=_submit_in_process, args=(tmp_path / "private", tmp_path / "output", start, queue))
-             for _ in range(2)]
-    for proc in procs:
-        proc.start()
-    time.sleep(1.5)
-    start.set()
-    ids = [queue.get(timeout=60) for _ in procs]
-    for proc in procs:
-        proc.join(30)
+    ids = race_in_processes(_submit_in_process, [(tmp_path / "private", tmp_path / "output")] * 2, settle_s=1.5)
     assert ids[0] == ids[1] and len(submits(emulator)) == 1
 
 
