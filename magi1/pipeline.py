@@ -377,6 +377,7 @@ def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request
                 status=429,
             )
         ledger.record_submitted(row, prediction.id, status=prediction.status)
+        _hand_over_if_cancelled(ctx, prediction.id)
         return prediction.id
     except LedgerWriteError:
         raise
@@ -399,6 +400,15 @@ def confirmed_result(client: WaveSpeedClient, task_id: str, *, sleep: Callable[[
                         task_id, check, NOT_FOUND_CHECKS)
             sleep(NOT_FOUND_RECHECK_S)
     raise AssertionError("unreachable")
+
+
+def _hand_over_if_cancelled(ctx: Context, task_id: str) -> None:
+    """The run was cancelled while this task's POST was out: it is paid, but no Poll will wait for
+    it, so the background adoption saves its video."""
+    if ctx._cancelled is not None:
+        log.warning("MAGI-1 task %s was created while its run was being cancelled (it is billed); "
+                    "its video will be saved in the background", task_id)
+        _adopt_later(ctx, [task_id])
 
 
 def _refresh_running(ctx: Context, client: WaveSpeedClient) -> None:
@@ -451,6 +461,7 @@ def _reconcile(
             if ledger.adopt(row, unowned[0]):
                 log.warning("adopted MAGI-1 task %s: the submit's answer was lost, the history shows it",
                             unowned[0])
+                _hand_over_if_cancelled(ctx, unowned[0])
                 return unowned[0]
     if give_up_quietly and not unowned:
         return None

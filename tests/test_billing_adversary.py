@@ -167,3 +167,20 @@ def test_one_stray_404_does_not_kill_a_running_paid_task(ctx, emulator, monkeypa
     assert path.is_file() and ctx.ledger.get(task.task_ids[0]).status == "saved"
     again = run(pipeline.submit(ctx, build_request("x", 41), None))
     assert again.task_ids == task.task_ids and len(submits(emulator)) == 1
+
+
+def test_a_task_whose_post_was_on_the_wire_at_cancel_is_saved_in_the_background(ctx, emulator, monkeypatch):
+    """Cancel while the billed POST is out: the task exists and is paid; nobody will Poll it. Its
+    video is saved under output/magi1/ without a restart or a re-queue."""
+    from magi1 import adoption
+
+    monkeypatch.setattr(adoption, "POLL_INTERVAL_S", 0.2)
+    emulator.add_fault("submit", "accept_then_delay", seconds=1.0)
+    ctx.cancel.press_after(0.3)
+    with pytest.raises(Exception):  # noqa: B017 - ComfyUI's interrupt, whatever its class
+        run(pipeline.submit(ctx, build_request("x", -1), None))
+    deadline = time.monotonic() + 20
+    while not list(ctx.video_dir.glob("magi1_*.mp4")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    [task] = emulator.tasks()
+    assert (ctx.video_dir / f"magi1_{task['id']}.mp4").is_file()
