@@ -63,6 +63,8 @@ def adopt(
     try:
         settings = ctx.settings()
         client = ctx.client()
+        if task_ids is None:  # a start: first give the submits of owners that died their task ids
+            pipeline.reconcile_orphans(ctx, client, newer_than=time.time() - MAX_AGE_S)
         records = ctx.ledger.unsaved(newer_than=time.time() - MAX_AGE_S, base_url=settings.base_url)
     except Magi1Error as exc:  # no key, a refused base URL, the ledger unreadable
         log.warning("MAGI-1 adoption did not start: %s", exc)
@@ -84,7 +86,7 @@ def adopt(
         while pending and not _stop.is_set() and time.monotonic() < deadline:
             for task_id in list(pending):
                 try:
-                    prediction = client.get_result(task_id)
+                    prediction = pipeline.confirmed_result(client, task_id, sleep=_stop.wait)
                     if not prediction.is_final:
                         continue
                     pending.remove(task_id)

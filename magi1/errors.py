@@ -52,6 +52,12 @@ class LedgerWriteError(Magi1Error):
         self.task_id = task_id
 
 
+class ClaimLostError(Magi1Error):
+    """This node's claim on a request was taken over (its lease ran out while it was slow, or
+    another machine's clock runs ahead): it must not POST. The pipeline catches it and waits for
+    the new holder's task instead; a user sees it only if the ledger keeps changing."""
+
+
 # --- talking to the service -----------------------------------------------------------------------
 class ApiError(Magi1Error):
     """WaveSpeed answered, but not with success.

@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from . import events
-from .errors import LedgerWriteError
+from .errors import ClaimLostError, LedgerWriteError
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +207,11 @@ class Ledger:
     `postgresql+psycopg://...`).
     """
 
-    def __init__(self, target: Path | str, *, owner: str | None = None) -> None:
+    def __init__(
+        self, target: Path | str, *, owner: str | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.owner = owner or process_owner()
+        self._clock = clock  # this machine's clock (seconds since the epoch); corrected below
         text = str(target)
         if "://" in text:
             self.url = text
@@ -223,6 +226,32 @@ class Ledger:
         self._create_tables()
         if self._sqlite:
             _migrate_sqlite_v1(self.engine)
+        self._offset = 0.0 if self._sqlite else self._database_clock_offset()
+
+    def _database_clock_offset(self) -> float:
+        """Seconds the database server's clock is ahead of this machine's (0.0 when unknown).
+
+        Leases are compared across machines: with each machine's own clock, one running a few
+        minutes ahead would take over live claims (and pay twice). Every time the ledger writes
+        or compares is on the server's clock instead. SQLite's processes share one machine's clock.
+        """
+        try:
+            with self.engine.connect() as db:
+                before = self._clock()
+                server = float(db.exec_driver_sql("SELECT EXTRACT(EPOCH FROM clock_timestamp())").scalar_one())
+                after = self._clock()
+        except sa.exc.SQLAlchemyError as exc:  # another dialect: each machine's own clock, as before
+            log.info("MAGI-1 ledger: the database's clock is unknown (%s); using this machine's", exc)
+            return 0.0
+        offset = server - (before + after) / 2
+        if abs(offset) > 5.0:
+            log.warning("MAGI-1 ledger: this machine's clock is %.0f s off the database's; leases use the database's",
+                        -offset)
+        return offset
+
+    def now(self) -> float:
+        """The ledger's clock: the database server's (PostgreSQL), seconds since the epoch."""
+        return self._clock() + self._offset
 
     def _create_tables(self) -> None:
         """Create the tables if missing. Several processes may try at the same moment on a fresh
@@ -339,7 +368,10 @@ class Ledger:
         return [r for r in (self._record(row) for row in rows) if r is not None]
 
     def submitting_since(self, since: float, *, exclude_row: int) -> int:
-        """Other rows whose POST may be on the wire, claimed at or after `since` (reconciling)."""
+        """Other rows whose POST may be on the wire, sent at or after `since` less a minute (reconciling).
+
+        By when the POST left (`submitted_at`, written by `mark_submitting`), not when the request
+        was claimed: a claim that queued for minutes in the limiter still posts a task now."""
         with self.engine.connect() as db:
             return int(
                 db.execute(
@@ -347,11 +379,44 @@ class Ledger:
                     .select_from(tasks)
                     .where(
                         tasks.c.status == "submitting",
-                        tasks.c.claimed_at >= since - 60.0,
+                        tasks.c.submitted_at >= since - 60.0,
                         tasks.c.row_id != exclude_row,
                     )
                 ).scalar_one()
             )
+
+    def orphaned_submits(self, *, newer_than: float) -> list[TaskRecord]:
+        """Rows left `submitting` by an owner that stopped (lease run out) before writing the task
+        id its POST may have created, submitted after `newer_than` (adoption reconciles them)."""
+        with self.engine.connect() as db:
+            rows = db.execute(
+                sa.select(tasks).where(
+                    tasks.c.status == "submitting",
+                    tasks.c.task_id.is_(None),
+                    tasks.c.lease_until < self.now(),
+                    tasks.c.submitted_at >= newer_than,
+                ).order_by(tasks.c.submitted_at)
+            ).all()
+        return [r for r in (self._record(row) for row in rows) if r is not None]
+
+    def take_orphan(self, record: TaskRecord, lease_s: float = DEFAULT_LEASE_S) -> TaskRecord | None:
+        """Take over an orphaned `submitting` row (compare-and-swap, so one process reconciles it);
+        the taken row, or None when another process took it or its owner came back."""
+        now = self.now()
+        with self.engine.begin() as db:
+            taken = db.execute(
+                tasks.update()
+                .where(
+                    tasks.c.row_id == record.row_id,
+                    tasks.c.status == "submitting",
+                    tasks.c.task_id.is_(None),
+                    tasks.c.lease_until == record.lease_until,
+                )
+                .values(owner=self.owner, lease_until=now + lease_s, claimed_at=now, updated_at=now)
+            ).rowcount
+            if taken != 1:
+                return None
+            return self._record(db.execute(sa.select(tasks).where(tasks.c.row_id == record.row_id)).first())
 
     # --- the account limiter's shared state (magi1.limiter) ---------------------------------------
     def account_load(self, base_url: str, *, running_since: float, submits_since: float, claimed_at: float) -> tuple[int, int, int]:
@@ -398,7 +463,7 @@ class Ledger:
 
     def record_rate_limit(self, account: str, *, blocked_until: float, learned_per_minute: float | None) -> None:
         """A 429 was seen: every process on this ledger waits until `blocked_until`."""
-        now = time.time()
+        now = self.now()
         try:
             with self.engine.begin() as db:
                 changed = db.execute(
@@ -441,7 +506,7 @@ class Ledger:
         database cannot be written.
         """
         for _ in range(50):
-            now = time.time()
+            now = self.now()
             try:
                 with self.engine.begin() as db:
                     if dedupe:
@@ -459,7 +524,10 @@ class Ledger:
                                     sa.or_(tasks.c.owner == holder.owner, tasks.c.owner.is_(None)),
                                     tasks.c.lease_until == holder.lease_until,
                                 )
-                                .values(owner=self.owner, lease_until=now + lease_s, run_id=run_id, updated_at=now)
+                                .values(
+                                    owner=self.owner, lease_until=now + lease_s, run_id=run_id, updated_at=now,
+                                    claimed_at=now,  # a new claim: the old holder's writes no longer match
+                                )
                             ).rowcount
                             if taken != 1:
                                 continue
@@ -502,7 +570,7 @@ class Ledger:
         raise LedgerWriteError("The MAGI-1 ledger kept changing under a claim; try again.")
 
     def _update(self, where: Any, *, about: str | None = None, event: bool = True, **values: Any) -> int:
-        values["updated_at"] = time.time()
+        values["updated_at"] = self.now()
         try:
             with self.engine.begin() as db:
                 count = db.execute(tasks.update().where(where).values(**values)).rowcount
@@ -518,43 +586,88 @@ class Ledger:
             events.publish(about or values.get("task_id") or "", status, **fields)
         return count
 
-    def renew(self, row_id: int, lease_s: float = DEFAULT_LEASE_S) -> None:
-        """Extend this owner's lease on a claim (before each long step)."""
-        self._update(
-            (tasks.c.row_id == row_id) & (tasks.c.owner == self.owner),
-            event=False,
-            lease_until=time.time() + lease_s,
-        )
+    def _held(self, row_id: int, claimed_at: float | None) -> Any:
+        """Rows still held by this claim: this owner and, when given, the same claim moment.
 
-    def mark_submitting(self, row_id: int, payload: Mapping[str, Any], lease_s: float = DEFAULT_LEASE_S) -> None:
-        """Written before the billed POST leaves: a crash from here on is reconciled, not re-sent."""
-        now = time.time()
-        self._update(
-            tasks.c.row_id == row_id,
+        A takeover writes a new owner and `claimed_at`, so a slow or stale holder (even a thread of
+        the same process) matches nothing and learns it lost the claim instead of paying twice.
+        """
+        where = (tasks.c.row_id == row_id) & (tasks.c.owner == self.owner) & tasks.c.task_id.is_(None)
+        if claimed_at is not None:
+            where = where & (tasks.c.claimed_at == claimed_at)
+        return where
+
+    def renew(self, row_id: int, lease_s: float = DEFAULT_LEASE_S, *, claimed_at: float | None = None) -> None:
+        """Extend this owner's lease on a claim (before each long step).
+
+        With `claimed_at` (the claim's), raises ClaimLostError when the claim was taken over."""
+        count = self._update(self._held(row_id, claimed_at), event=False, lease_until=self.now() + lease_s)
+        if claimed_at is not None and count != 1:
+            raise ClaimLostError(f"The MAGI-1 ledger claim {row_id} was taken over by another node.")
+
+    def mark_submitting(
+        self,
+        row_id: int,
+        payload: Mapping[str, Any],
+        lease_s: float = DEFAULT_LEASE_S,
+        *,
+        claimed_at: float | None = None,
+    ) -> None:
+        """Written before the billed POST leaves: a crash from here on is reconciled, not re-sent.
+
+        A compare-and-swap from `claimed` by this claim's holder: ClaimLostError (send nothing)
+        when another node took the claim over meanwhile."""
+        now = self.now()
+        count = self._update(
+            self._held(row_id, claimed_at) & (tasks.c.status == "claimed"),
             status="submitting",
             request_json=json.dumps(dict(payload), sort_keys=True),
             lease_until=now + lease_s,
             submitted_at=now,
         )
+        if count != 1:
+            raise ClaimLostError(
+                f"The MAGI-1 ledger claim {row_id} was taken over by another node before its POST; not sent."
+            )
 
     def record_submitted(self, row_id: int, task_id: str, *, status: str = "submitted") -> None:
-        """The task id is known: written first, before anything else happens to it."""
-        self._update(
-            tasks.c.row_id == row_id,
+        """The task id is known: written first, before anything else happens to it.
+
+        When the claim was taken over meanwhile and already carries another task (this POST's
+        answer came after its lease ran out), this paid task is kept on a row of its own, never
+        written over the other one: both stay known, and adoption saves both."""
+        status = status if status in ("processing", "completed") else "submitted"
+        count = self._update(
+            (tasks.c.row_id == row_id) & (tasks.c.task_id.is_(None) | (tasks.c.task_id == task_id)),
             about=task_id,
             task_id=task_id,
-            status=status if status in ("processing", "completed") else "submitted",
+            status=status,
             owner=None,
             lease_until=None,
         )
+        if count:
+            return
+        claim = self.get_row(row_id)
+        log.warning(
+            "MAGI-1 ledger: task %s was paid for after its claim went to task %s; both are kept",
+            task_id, claim.task_id if claim else "(none)",
+        )
+        self.record_submission(
+            task_id,
+            fingerprint=claim.fingerprint if claim else None,
+            base_url=claim.base_url if claim else "",
+            payload=claim.request if claim else {},
+            status=status,
+            run_id=claim.run_id if claim else None,
+        )
 
-    def mark_claimed(self, row_id: int, lease_s: float = DEFAULT_LEASE_S) -> None:
+    def mark_claimed(self, row_id: int, lease_s: float = DEFAULT_LEASE_S, *, claimed_at: float | None = None) -> None:
         """Back to `claimed` after a 429 (nothing was created): a takeover need not reconcile."""
         self._update(
-            (tasks.c.row_id == row_id) & tasks.c.task_id.is_(None),
+            self._held(row_id, claimed_at),
             status="claimed",
             owner=self.owner,
-            lease_until=time.time() + lease_s,
+            lease_until=self.now() + lease_s,
         )
 
     def adopt(self, row_id: int, task_id: str) -> bool:
@@ -567,15 +680,13 @@ class Ledger:
             raise
         return True
 
-    def drop_unsent(self, row_id: int) -> None:
-        """Forget a claim whose POST never left (cancel, upload failure, spend guard): nothing billed."""
+    def drop_unsent(self, row_id: int, *, claimed_at: float | None = None) -> None:
+        """Forget a claim whose POST never left (cancel, upload failure, spend guard): nothing billed.
+
+        Only this holder's own claim: a claim another node took over meanwhile is left alone."""
         try:
             with self.engine.begin() as db:
-                db.execute(
-                    tasks.delete().where(
-                        tasks.c.row_id == row_id, tasks.c.task_id.is_(None), tasks.c.status == "claimed"
-                    )
-                )
+                db.execute(tasks.delete().where(self._held(row_id, claimed_at), tasks.c.status == "claimed"))
         except OperationalError as exc:
             log.warning("could not drop an unsent MAGI-1 claim (it expires with its lease): %s", exc.orig)
 
@@ -595,7 +706,7 @@ class Ledger:
         run_id: str | None = None,
     ) -> None:
         """A task submitted elsewhere (or adopted): one row, no claim lease."""
-        now = time.time()
+        now = self.now()
         try:
             with self.engine.begin() as db:
                 exists = db.execute(sa.select(tasks.c.row_id).where(tasks.c.task_id == task_id)).first()

@@ -103,7 +103,7 @@ def wait_for_slot(
 
 def _why_wait(ledger: Ledger, account: str, base_url: str, limits: Limits, claimed_at: float) -> tuple[str, bool]:
     """("", False) when a submit may go now; else why not, and whether it is the running cap."""
-    now = time.time()
+    now = ledger.now()  # the ledger's clock: every machine compares the same times
     blocked_until, _learned, _ = ledger.limit_state(account)
     if blocked_until > now:
         return f"rate-limited by WaveSpeed, {blocked_until - now:.0f} s", False
@@ -122,6 +122,6 @@ def _why_wait(ledger: Ledger, account: str, base_url: str, limits: Limits, claim
 
 def learn_from_429(ledger: Ledger, *, account: str, base_url: str, retry_after: float) -> None:
     """Share a 429: everyone waits `retry_after`; the submits of the last minute become the pace."""
-    now = time.time()
+    now = ledger.now()  # the ledger's clock: every machine compares the same times
     _, recent, _ = ledger.account_load(base_url, running_since=now, submits_since=now - MINUTE_S, claimed_at=0.0)
     ledger.record_rate_limit(account, blocked_until=now + retry_after, learned_per_minute=float(max(1, recent)))

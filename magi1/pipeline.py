@@ -26,8 +26,10 @@ from .config import Settings, check_url, ledger_url, load_settings
 from .download import download_video, mp4_index_and_samples_present
 from .errors import (
     ApiError,
+    ClaimLostError,
     InputError,
     LedgerWriteError,
+    Magi1Error,
     SpendLimitError,
     SubmitRateLimitedError,
     SubmitReconcileError,
@@ -51,7 +53,13 @@ CLAIM_WAIT_TICK_S = 0.25  # how often a node waiting for another's claim looks a
 MAX_RATE_LIMITED_SUBMITS = 30  # 429s in a row before a submit gives up (each waits Retry-After)
 RECONCILE_ATTEMPTS = 5
 RECONCILE_INTERVAL_S = 1.0
-CLOCK_SLACK_S = 30.0  # history is asked from this long before the claim (clock differences)
+SEVERAL_CANDIDATES = "submit answer lost; several candidates: "  # a released row's error; ids follow
+CLOCK_SLACK_S = 30.0
+# A task is marked dead (and its inputs paid for again by the next run) only when this many checks
+# in a row, NOT_FOUND_RECHECK_S apart, answer 404: one stray 404 (a proxy, a lagging replica) is
+# not proof that a running, paid task is gone.
+NOT_FOUND_CHECKS = 3
+NOT_FOUND_RECHECK_S = 2.0  # history is asked from this long before the claim (clock differences)
 
 
 @dataclass(frozen=True)
@@ -251,7 +259,7 @@ def _claim_all(
     except BaseException:
         for slot in slots:
             if slot.claim.won:
-                ctx.ledger.drop_unsent(slot.claim.record.row_id)
+                ctx.ledger.drop_unsent(slot.claim.record.row_id, claimed_at=slot.claim.record.claimed_at)
         raise
     return slots
 
@@ -259,27 +267,64 @@ def _claim_all(
 def _settle(
     ctx: Context, client: WaveSpeedClient, request: Magi1Request, slot: _Slot, batch: int
 ) -> tuple[str, bool]:
-    """The task id of one batch item: reused, waited for, or submitted now (worker thread)."""
-    while not slot.claim.won:
-        holder = slot.claim.record
-        if holder.task_id:
-            log.info("reusing MAGI-1 task %s: same inputs and fixed seed %d, so it is not billed again",
-                     holder.task_id, request.seed)
-            return holder.task_id, True
-        ctx.tell("waiting for the same request from another node or machine")
-        ctx.sleep(CLAIM_WAIT_TICK_S)
-        slot.claim = ctx.ledger.claim(
-            slot.key, dedupe=True, base_url=client.base_url, payload=request.payload(None), run_id=ctx.run_id
-        )
-    task_id = _submit_claimed(ctx, client, request, slot)
+    """The task id of one batch item: reused, waited for, or submitted now (worker thread).
+
+    A claim taken over while this node was slow (ClaimLostError before the POST) is not paid
+    again: the item goes back to waiting for the new holder's task id.
+    """
+    waited: int | None = None  # the row of another node this item waited for
+    while True:
+        while not slot.claim.won:
+            holder = slot.claim.record
+            waited = holder.row_id
+            if holder.task_id:
+                log.info("reusing MAGI-1 task %s: same inputs and fixed seed %d, so it is not billed again",
+                         holder.task_id, request.seed)
+                return holder.task_id, True
+            ctx.tell("waiting for the same request from another node or machine")
+            ctx.sleep(CLAIM_WAIT_TICK_S)
+            slot.claim = ctx.ledger.claim(
+                slot.key, dedupe=True, base_url=client.base_url, payload=request.payload(None), run_id=ctx.run_id
+            )
+        if waited is not None and waited != slot.claim.record.row_id:
+            _refuse_after_an_ambiguous_twin(ctx, slot, waited)
+        try:
+            task_id = _submit_claimed(ctx, client, request, slot)
+        except ClaimLostError:
+            log.warning("MAGI-1: another node took over the claim of this request while this one was slow; "
+                        "waiting for its task instead of submitting (and paying) again")
+            slot.claim = ctx.ledger.claim(
+                slot.key, dedupe=True, base_url=client.base_url, payload=request.payload(None), run_id=ctx.run_id
+            )
+            continue
+        break
     if batch > 1:
         log.info("batch item %d/%d is task %s", slot.index + 1, batch, task_id)
     return task_id, False
 
 
+def _refuse_after_an_ambiguous_twin(ctx: Context, slot: _Slot, waited: int) -> None:
+    """The node this item waited for ended with a submit it could not match to one task: that task
+    may exist (billed), so this item must not pay for the same request again. Raises
+    SubmitReconcileError naming the candidates (this item's fresh claim is dropped first)."""
+    holder = ctx.ledger.get_row(waited)
+    if holder is None or holder.status != "failed" or not holder.error.startswith(SEVERAL_CANDIDATES):
+        return
+    candidates = tuple(c.strip() for c in holder.error[len(SEVERAL_CANDIDATES):].split(",") if c.strip())
+    ctx.ledger.drop_unsent(slot.claim.record.row_id, claimed_at=slot.claim.record.claimed_at)
+    raise SubmitReconcileError(
+        "Another node submitted these same inputs and got no clear answer; the account's history "
+        f"shows new MAGI-1 prediction(s) no ledger row owns: {', '.join(candidates)}. One of them "
+        "may be that task (billed), so this node did not submit it again. Paste the right id into "
+        "Magi1Poll's task_id to collect it (check the times on wavespeed.ai).",
+        candidates=candidates,
+    )
+
+
 def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request, slot: _Slot) -> str:
     ledger = ctx.ledger
     row = slot.claim.record.row_id
+    held = slot.claim.record.claimed_at  # the claim's fence: a takeover changes it
     sent = False  # once the POST may have left, the claim is never dropped
     try:
         if slot.claim.takeover:
@@ -287,13 +332,13 @@ def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request
             adopted = _reconcile(ctx, client, row, slot.claim.record.submitted_at, give_up_quietly=True)
             if adopted is not None:
                 return adopted
-            ledger.mark_claimed(row)
+            ledger.mark_claimed(row, claimed_at=held)
         image_url = None
         if slot.pixels is not None:
             ctx.check_cancel()
             png = media.encode_png(slot.pixels)
             ctx.check_cancel()
-            ledger.renew(row)
+            ledger.renew(row, claimed_at=held)
             image_url = client.upload(png, f"magi1_first_frame_{slot.digest[:16]}.png", "image/png",
                                       sleep=ctx.sleep)
         payload = request.payload(image_url)
@@ -303,16 +348,16 @@ def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request
             limiter.wait_for_slot(
                 ledger, account=account, base_url=client.base_url, limits=limits,
                 claimed_at=slot.claim.record.claimed_at, sleep=ctx.sleep, tell=ctx.tell,
-                heartbeat=lambda: ledger.renew(row),
+                heartbeat=lambda: ledger.renew(row, claimed_at=held),
                 refresh=lambda: _refresh_running(ctx, client),
-                then=lambda: (ctx.check_cancel(), ledger.mark_submitting(row, payload)),
+                then=lambda: (ctx.check_cancel(), ledger.mark_submitting(row, payload, claimed_at=held)),
             )  # the cancel check there is the last moment to cancel before the billed POST
             sent = True
-            started = time.time()
+            started = ledger.now()  # the ledger's clock, as `submitted_at`
             try:
                 prediction = client.submit(payload)
             except SubmitRateLimitedError as exc:
-                ledger.mark_claimed(row)  # a 429 created nothing
+                ledger.mark_claimed(row, claimed_at=held)  # a 429 created nothing
                 sent = False
                 wait = exc.retry_after or 1.0
                 log.warning("submit rate-limited by WaveSpeed; every process on the ledger waits %.0f s", wait)
@@ -332,21 +377,46 @@ def _submit_claimed(ctx: Context, client: WaveSpeedClient, request: Magi1Request
                 status=429,
             )
         ledger.record_submitted(row, prediction.id, status=prediction.status)
+        _hand_over_if_cancelled(ctx, prediction.id)
         return prediction.id
     except LedgerWriteError:
         raise
     except BaseException:
         if not sent:
-            ledger.drop_unsent(row)
+            ledger.drop_unsent(row, claimed_at=held)
         raise
+
+
+def confirmed_result(client: WaveSpeedClient, task_id: str, *, sleep: Callable[[float], None]) -> Prediction:
+    """`client.get_result`, raising TaskNotFoundError only when NOT_FOUND_CHECKS checks in a row say
+    404 (each NOT_FOUND_RECHECK_S apart, with the run's cancel-aware `sleep`)."""
+    for check in range(1, NOT_FOUND_CHECKS + 1):
+        try:
+            return client.get_result(task_id, sleep=sleep)
+        except TaskNotFoundError:
+            if check == NOT_FOUND_CHECKS:
+                raise
+            log.warning("WaveSpeed answered 404 for MAGI-1 task %s (check %d of %d); asking again",
+                        task_id, check, NOT_FOUND_CHECKS)
+            sleep(NOT_FOUND_RECHECK_S)
+    raise AssertionError("unreachable")
+
+
+def _hand_over_if_cancelled(ctx: Context, task_id: str) -> None:
+    """The run was cancelled while this task's POST was out: it is paid, but no Poll will wait for
+    it, so the background adoption saves its video."""
+    if ctx._cancelled is not None:
+        log.warning("MAGI-1 task %s was created while its run was being cancelled (it is billed); "
+                    "its video will be saved in the background", task_id)
+        _adopt_later(ctx, [task_id])
 
 
 def _refresh_running(ctx: Context, client: WaveSpeedClient) -> None:
     """Ask the service about the tasks the limiter counts as running; record the final ones."""
-    since = time.time() - limiter.RUNNING_WINDOW_S
+    since = ctx.ledger.now() - limiter.RUNNING_WINDOW_S
     for task_id in ctx.ledger.in_flight_ids(client.base_url, running_since=since):
         try:
-            prediction = client.get_result(task_id, sleep=ctx.sleep)
+            prediction = confirmed_result(client, task_id, sleep=ctx.sleep)
         except TaskNotFoundError:
             ctx.ledger.mark_dead(task_id, "unknown to the service")
             continue
@@ -391,6 +461,7 @@ def _reconcile(
             if ledger.adopt(row, unowned[0]):
                 log.warning("adopted MAGI-1 task %s: the submit's answer was lost, the history shows it",
                             unowned[0])
+                _hand_over_if_cancelled(ctx, unowned[0])
                 return unowned[0]
     if give_up_quietly and not unowned:
         return None
@@ -405,15 +476,39 @@ def _reconcile(
             "paste its id into Magi1Poll's task_id instead.",
             candidates=(),
         )
-    ledger.release(row, "failed", error="submit answer lost; several candidates: " + ", ".join(unowned))
+    ledger.release(row, "failed", error=SEVERAL_CANDIDATES + ", ".join(unowned))
     _note_failure()
     raise SubmitReconcileError(
-        "The submit request got no clear answer, and the account's history shows several new "
-        f"MAGI-1 predictions no ledger row owns: {', '.join(unowned)}{why}. One of them is this "
-        "task (billed). Nothing was sent again: paste the right id into Magi1Poll's task_id to "
+        "The submit request got no clear answer, and the account's history shows new MAGI-1 "
+        f"prediction(s) that no ledger row owns, or that another node was still recording: "
+        f"{', '.join(unowned)}{why}. This task may be one of them (billed). "
+        "Nothing was sent again: paste the right id into Magi1Poll's task_id to "
         "collect it (check the times on wavespeed.ai), and do not queue again, or it is paid twice.",
         candidates=tuple(unowned),
     )
+
+
+def reconcile_orphans(ctx: Context, client: WaveSpeedClient, *, newer_than: float) -> list[str]:
+    """Give the rows an owner left `submitting` (it died between the billed POST and writing the
+    id) their task from the prediction history, as an ambiguous submit would; returns the adopted
+    ids. A row with no new prediction is released as failed; several candidates are logged (the
+    row is released, its message names them). Never raises Magi1Error (it logs)."""
+    adopted = []
+    for orphan in ctx.ledger.orphaned_submits(newer_than=newer_than):
+        record = ctx.ledger.take_orphan(orphan)
+        if record is None:
+            continue
+        try:
+            task_id = _reconcile(ctx, client, record.row_id, record.submitted_at, give_up_quietly=True)
+        except Magi1Error as exc:
+            log.warning("MAGI-1: a submit whose owner stopped could not be matched to one task: %s", exc)
+            continue
+        if task_id is None:
+            ctx.ledger.release(record.row_id, "failed", error="submit owner stopped; no new prediction in the history")
+            log.warning("MAGI-1: a submit whose owner stopped created no task (none in the history); released")
+        else:
+            adopted.append(task_id)
+    return adopted
 
 
 def _batch_failure(ctx: Context, failures: list[BaseException], done: list[tuple[str, bool]]) -> BaseException:
@@ -469,7 +564,7 @@ async def wait_and_save(
 
         def get_result(task_id: str) -> Prediction:
             try:
-                return client.get_result(task_id, sleep=ctx.sleep)
+                return confirmed_result(client, task_id, sleep=ctx.sleep)
             except TaskNotFoundError as exc:
                 ctx.ledger.mark_dead(task_id, exc.service_message or "unknown to the service")
                 _note_failure()

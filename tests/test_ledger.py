@@ -77,23 +77,30 @@ def test_exactly_one_of_many_concurrent_claims_wins(target):
     assert sorted(results) == [False] * 7 + [True]
 
 
+def race_in_processes(target, arg_tuples, settle_s=1.0):
+    """Start one spawned process per args (each gets `start`, `queue` last), release them at once
+    when all are up, and return what each put on the queue."""
+    spawn = multiprocessing.get_context("spawn")
+    start, queue = spawn.Event(), spawn.Queue()
+    procs = [spawn.Process(target=target, args=(*args, start, queue)) for args in arg_tuples]
+    for proc in procs:
+        proc.start()
+    time.sleep(settle_s)
+    start.set()
+    results = [queue.get(timeout=60) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    return results
+
+
 def _claim_in_process(target, owner, start, queue):
     start.wait(10)
     queue.put(Ledger(target, owner=owner).claim("f", dedupe=True, base_url="", payload={"seed": 1}).won)
 
 
 def test_exactly_one_of_several_processes_wins(target):
-    ctx = multiprocessing.get_context("spawn")
-    start, queue = ctx.Event(), ctx.Queue()
     Ledger(target).dispose()  # schema created once, before the race
-    procs = [ctx.Process(target=_claim_in_process, args=(target, f"p{i}", start, queue)) for i in range(4)]
-    for proc in procs:
-        proc.start()
-    time.sleep(1.0)
-    start.set()
-    wins = [queue.get(timeout=60) for _ in procs]
-    for proc in procs:
-        proc.join(30)
+    wins = race_in_processes(_claim_in_process, [(target, f"p{i}") for i in range(4)])
     assert sorted(wins) == [False, False, False, True]
 
 
