@@ -33,7 +33,6 @@ from browser_support import (
     VIEWPORT,
     ComfyPage,
     example_names,
-    launch_chromium,
     save_screenshot as _save_screenshot,
 )
 from tools.comfyui_harness import ComfyUIServer, status_message
@@ -63,28 +62,6 @@ def pytest_generate_tests(metafunc):
 
 
 # --- fixtures -----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Playwright is missing: it is in requirements-dev.txt (scripts/bootstrap.sh installs it).",
-                    pytrace=False)
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def ui(browser, comfyui) -> Iterator[ComfyPage]:
-    """A tab on the session's ComfyUI (key in its environment, strict emulator)."""
-    context = browser.new_context(viewport=VIEWPORT)
-    page = ComfyPage(context.new_page(), comfyui.server).open()
-    yield page
-    context.close()
-
-
 @pytest.fixture
 def slow_emulator(comfyui) -> Iterator:
     """Tasks that take a few seconds, so the wait is there to be seen; the latency is restored after."""

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from browser_support import VIEWPORT, ComfyPage, launch_chromium, save_screenshot
+from browser_support import ComfyPage, save_screenshot
 
 TAB_ID = "magi1-tasks"
 
@@ -25,27 +25,6 @@ def write_headers(server) -> dict:
     return {"X-Magi1-Request": "1", "Origin": server.url}
 SLOW_LATENCY_S = 4.0
 _seeds = iter(range(700_000, 10**7))
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Playwright is missing: it is in requirements-dev.txt (scripts/bootstrap.sh installs it).",
-                    pytrace=False)
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def ui(browser, comfyui) -> Iterator[ComfyPage]:
-    context = browser.new_context(viewport=VIEWPORT)
-    page = ComfyPage(context.new_page(), comfyui.server).open()
-    yield page
-    context.close()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@
 // Hooks are chained (chainCallback), never overwritten, so other extensions keep working.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { chainCallback } from "./magi1_util.js";
 
 const EXTENSION_NAME = "WaveSpeed.MAGI1";
 const KEY_ROUTE = "/magi1/api_key";
@@ -23,17 +24,6 @@ const NOTE_WIDGET_NAME = "magi1_preview_note";
 const POLL_NODE_MIN_WIDTH = 340; // one status line ("processing · 12 s · ~40 s left") without wrapping
 const PLAYABILITY_TIMEOUT_MS = 15000;
 const VIDEO_EXTENSIONS = /\.(mp4|m4v|mov|webm)$/i;
-
-/** Run `callback` after whatever `object[property]` already did (VideoHelperSuite's helper). */
-function chainCallback(object, property, callback) {
-  const original = object[property];
-  object[property] = original
-    ? function (...args) {
-        const result = original.apply(this, args);
-        return callback.apply(this, args) ?? result;
-      }
-    : callback;
-}
 
 function element(tag, properties = {}, children = []) {
   const node = Object.assign(document.createElement(tag), properties);

@@ -16,6 +16,7 @@
 // Routes: magi1/panel_routes.py. Nothing here is kept in browser storage.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { chainCallback } from "./magi1_util.js";
 
 const EXTENSION_NAME = "WaveSpeed.MAGI1.Panel";
 const TAB_ID = "magi1-tasks";
@@ -75,17 +76,6 @@ function element(tag, properties = {}, children = []) {
   const node = Object.assign(document.createElement(tag), properties);
   node.append(...children.filter((child) => child !== null && child !== undefined));
   return node;
-}
-
-/** Run `callback` after whatever `object[property]` already did (VideoHelperSuite's helper). */
-function chainCallback(object, property, callback) {
-  const original = object[property];
-  object[property] = original
-    ? function (...args) {
-        const result = original.apply(this, args);
-        return callback.apply(this, args) ?? result;
-      }
-    : callback;
 }
 
 async function request(path, { method = "GET", body } = {}) {
