@@ -23,7 +23,6 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from . import key_routes, pack_settings, pipeline
+from .task_ids import is_task_id
 from .client import RetryPolicy, Timeouts, WaveSpeedClient
 from .config import load_settings, resolve_base_url
 from .errors import Magi1Error
@@ -40,7 +40,6 @@ from .errors import Magi1Error
 log = logging.getLogger(__name__)
 
 PREFIX = "/magi1"
-TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 PROMPT_EXCERPT_CHARS = 160
 PAGE_DEFAULT = 50
 PAGE_MAX = 200
@@ -372,7 +371,7 @@ def make_register(host: Host) -> Callable[[Any], None]:
             if answer := refused(request):
                 return answer
             task_id = request.match_info["task_id"]
-            if not TASK_ID_PATTERN.match(task_id):
+            if not is_task_id(task_id):
                 return refuse(400, "not a task id")
             try:
                 data = await asyncio.to_thread(thumbnail, host, task_id)
@@ -397,7 +396,7 @@ def make_register(host: Host) -> Callable[[Any], None]:
             if answer := refused(request):
                 return answer
             task_id = request.match_info["task_id"]
-            if not TASK_ID_PATTERN.match(task_id):
+            if not is_task_id(task_id):
                 return refuse(400, "not a task id")
             record = await asyncio.to_thread(lambda: _context(host).ledger.get(task_id))
             if record is None:
