@@ -206,9 +206,19 @@ class ComfyPage:
     # --- templates ------------------------------------------------------------------------------
     def open_templates(self, module: str = PACK_FOLDER) -> Any:
         """The template browser on the entry of custom node pack `module`; returns its card grid."""
-        self.js("() => { app.extensionManager.command.execute('Comfy.BrowseTemplates') }")
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
         dialog = self.page.locator(TEMPLATE_DIALOG).first
-        dialog.wait_for()
+        for attempt in (1, 2):
+            # Once in a full run on 1.49.6 the command opened nothing (the previous template dialog
+            # was still closing): ask a second time before calling it a failure.
+            self.js("() => { app.extensionManager.command.execute('Comfy.BrowseTemplates') }")
+            try:
+                dialog.wait_for(timeout=15_000)
+                break
+            except PlaywrightTimeout:
+                if attempt == 2:
+                    raise
         entry = dialog.get_by_text(module, exact=True).first
         entry.wait_for()
         # 1.49.6 lists the packs below a long category list that animates while it fills: a
